@@ -1,5 +1,6 @@
 //! The only code that touches a host: the `Transport` trait and its SSH and local implementations.
 
+pub mod known_hosts;
 pub mod local;
 pub mod ssh;
 
@@ -37,9 +38,23 @@ pub enum TransportError {
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error("host key for {host} is not in {known_hosts} (key fingerprint {fingerprint}); pass --accept-new-host-keys to record it")]
-    UnknownHostKey { host: String, known_hosts: String, fingerprint: String },
+    UnknownHostKey {
+        host: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
     #[error("host key for {host} has CHANGED (now {fingerprint}); refusing to connect. If this is expected, remove the old entry from {known_hosts}")]
-    ChangedHostKey { host: String, known_hosts: String, fingerprint: String },
+    ChangedHostKey {
+        host: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
+    #[error("host key for {host} ({fingerprint}) is marked @revoked in {known_hosts}; refusing to connect")]
+    RevokedHostKey {
+        host: String,
+        known_hosts: String,
+        fingerprint: String,
+    },
     #[error("authentication as {user} failed: {reason}")]
     Auth { user: String, reason: String },
     #[error("command timed out after {0:?}")]
@@ -77,8 +92,7 @@ pub trait Transport: Send {
 /// Quote a string for POSIX sh.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
     {
         return s.to_string();
@@ -92,7 +106,11 @@ pub fn become_wrap(command: &str, become_: Option<&Become>) -> String {
         None => command.to_string(),
         Some(b) => {
             let user = b.user.as_deref().unwrap_or("root");
-            format!("sudo -n -H -u {} -- sh -c {}", sh_quote(user), sh_quote(command))
+            format!(
+                "sudo -n -H -u {} -- sh -c {}",
+                sh_quote(user),
+                sh_quote(command)
+            )
         }
     }
 }

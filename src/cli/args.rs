@@ -1,0 +1,127 @@
+//! clap definitions only; validation and defaults live in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootstrapctl",
+    version,
+    about = "Onboard Kubernetes worker nodes with TLS bootstrapping, Ansible-style, over SSH"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring hosts to the state a playbook describes.
+    Apply(RunArgs),
+    /// Preview: `apply --check --diff`. Changes nothing on any host.
+    Plan(RunArgs),
+    /// Inspect an inventory.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// A local fleet of real OpenSSH hosts in namespaces on 127.x addresses (Linux, root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Ansible YAML inventory.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Playbook file; default: the shipped site playbook.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+    /// Change nothing; report what would change.
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show the changes as diffs (secrets redacted).
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Limit to hosts matching this pattern (names, groups, globs, !exclude, &intersect, a,b).
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Hosts worked on at once.
+    #[arg(short, long, default_value_t = 50, value_name = "N")]
+    pub forks: usize,
+    /// Only run tasks with these tags (comma separated).
+    #[arg(short, long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip tasks with these tags (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Extra variables: key=value, or @file.yaml. Highest precedence.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record keys of hosts not yet in known_hosts (never replaces a changed key).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// SSH user when the inventory gives none.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Private key when the inventory gives none.
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Seconds to wait for a connection and SSH handshake.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
+    /// Seconds a single remote command may run.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// With --check: exit 3 when changes are pending.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Write a JSON report: `--output json FILE`.
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    pub output: Vec<String>,
+    /// More output: -v shows ok and skipped tasks, -vv each task start.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// List matched hosts with their groups and address.
+    List {
+        #[arg(short, long, value_name = "FILE")]
+        inventory: PathBuf,
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start the lab hosts.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value_t = 0)]
+        control_planes: usize,
+        #[arg(long, default_value = ".lab")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2222)]
+        port: u16,
+        /// Hosts get addresses 127.SUBNET.x.y; give labs that run at once different subnets.
+        #[arg(long, default_value_t = 10)]
+        subnet: u8,
+    },
+    /// Stop exactly the processes the lab started.
+    Down {
+        #[arg(long, default_value = ".lab")]
+        dir: PathBuf,
+    },
+    /// List lab hosts and whether they answer.
+    Status {
+        #[arg(long, default_value = ".lab")]
+        dir: PathBuf,
+    },
+}

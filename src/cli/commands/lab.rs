@@ -1,0 +1,75 @@
+//! `lab up|down|status`: the local fleet.
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::lab::{self, LabSpec};
+
+pub fn up(
+    dir: &Path,
+    workers: usize,
+    control_planes: usize,
+    port: u16,
+    subnet: u8,
+) -> Result<i32, Error> {
+    let self_exe =
+        std::env::current_exe().map_err(|e| Error::Lab(format!("finding own binary: {e}")))?;
+    let started = std::time::Instant::now();
+    let info = match lab::up(&LabSpec {
+        dir: dir.to_path_buf(),
+        workers,
+        control_planes,
+        self_exe,
+        port,
+        subnet,
+    }) {
+        Ok(info) => info,
+        // Running the quick start twice is fine: the lab that is up stays as it is.
+        Err(lab::LabError::AlreadyUp(d)) => {
+            println!(
+                "lab already up in {} (`bootstrapctl lab down --dir {}` stops it)",
+                d.display(),
+                dir.display()
+            );
+            println!(
+                "next: bootstrapctl apply -i {}",
+                d.join("inventory.yaml").display()
+            );
+            return Ok(0);
+        }
+        Err(e) => return Err(Error::Lab(e.to_string())),
+    };
+    println!(
+        "lab up: {} hosts in {:.1}s\n  inventory:   {}\n  known_hosts: {}\n  key:         {}",
+        info.hosts.len(),
+        started.elapsed().as_secs_f64(),
+        info.inventory.display(),
+        info.known_hosts.display(),
+        info.key.display()
+    );
+    println!("next: bootstrapctl apply -i {}", info.inventory.display());
+    Ok(0)
+}
+
+pub fn down(dir: &Path) -> Result<i32, Error> {
+    let n = lab::down(dir).map_err(|e| Error::Lab(e.to_string()))?;
+    println!("lab down: stopped {n} processes");
+    Ok(0)
+}
+
+pub fn status(dir: &Path) -> Result<i32, Error> {
+    let hosts = lab::status(dir).map_err(|e| Error::Lab(e.to_string()))?;
+    let mut all_up = true;
+    println!("{:<12} {:<20} {:>8}  STATE", "HOST", "ADDRESS", "PID");
+    for h in &hosts {
+        all_up &= h.alive;
+        println!(
+            "{:<12} {:<20} {:>8}  {}",
+            h.name,
+            format!("{}:{}", h.address, h.port),
+            h.pid,
+            if h.alive { "up" } else { "DOWN" }
+        );
+    }
+    Ok(if all_up { 0 } else { 1 })
+}

@@ -1,0 +1,5 @@
+//! One function per subcommand: load → engine → outcome. Each returns the exit code.
+
+pub mod apply;
+pub mod inventory;
+pub mod lab;

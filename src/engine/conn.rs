@@ -1,0 +1,111 @@
+//! One connection per host per run, opened on first use and reused by every task, handler and
+//! play; with it the host's view (snapshot + overlay), which also lives for the whole run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::hoststate::HostView;
+use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{SshTarget, SshTransport};
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, Clone)]
+pub enum ConnectSpec {
+    Local,
+    Ssh(SshTarget),
+}
+
+pub struct HostConn {
+    pub spec: ConnectSpec,
+    pub transport: Option<Box<dyn Transport>>,
+    /// Set once a connection attempt failed: the host stays unreachable for the run.
+    pub unreachable: Option<String>,
+    pub view: HostView,
+    pub facts_gathered: bool,
+    /// `register:` results, kept across plays as Ansible does.
+    pub registered: std::collections::BTreeMap<String, minijinja::Value>,
+}
+
+impl HostConn {
+    /// The live transport, connecting on first use.
+    pub fn transport(&mut self) -> Result<&mut dyn Transport, String> {
+        if let Some(why) = &self.unreachable {
+            return Err(why.clone());
+        }
+        if self.transport.is_none() {
+            let t: Result<Box<dyn Transport>, TransportError> = match &self.spec {
+                ConnectSpec::Local => Ok(Box::new(LocalTransport::new())),
+                ConnectSpec::Ssh(target) => {
+                    SshTransport::connect(target).map(|t| Box::new(t) as Box<dyn Transport>)
+                }
+            };
+            match t {
+                Ok(t) => self.transport = Some(t),
+                Err(e) => {
+                    let why = e.to_string();
+                    self.unreachable = Some(why.clone());
+                    return Err(why);
+                }
+            }
+        }
+        Ok(self.transport.as_deref_mut().expect("just connected"))
+    }
+
+    pub fn round_trips(&self) -> u64 {
+        self.transport
+            .as_ref()
+            .map(|t| t.round_trips())
+            .unwrap_or(0)
+    }
+}
+
+/// Every host's connection slot, shared by the host's own thread and by tasks delegated to it.
+#[derive(Clone, Default)]
+pub struct Pool {
+    slots: Arc<HashMap<String, Arc<Mutex<HostConn>>>>,
+}
+
+pub struct SshDefaults {
+    pub user: String,
+    pub port: u16,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub private_key: Option<PathBuf>,
+}
+
+impl Pool {
+    pub fn new(specs: Vec<(String, ConnectSpec)>) -> Self {
+        let slots = specs
+            .into_iter()
+            .map(|(name, spec)| {
+                (
+                    name,
+                    Arc::new(Mutex::new(HostConn {
+                        spec,
+                        transport: None,
+                        unreachable: None,
+                        view: HostView::new(),
+                        facts_gathered: false,
+                        registered: Default::default(),
+                    })),
+                )
+            })
+            .collect();
+        Pool {
+            slots: Arc::new(slots),
+        }
+    }
+
+    pub fn get(&self, host: &str) -> Option<Arc<Mutex<HostConn>>> {
+        self.slots.get(host).cloned()
+    }
+
+    pub fn round_trips(&self, host: &str) -> u64 {
+        self.get(host)
+            .map(|s| s.lock().map(|c| c.round_trips()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+}

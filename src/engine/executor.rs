@@ -1,0 +1,214 @@
+//! Turns a task's Ops into one POSIX sh script and runs it in one round trip. File writes are
+//! atomic: temp file in the same directory, fsync, mode and owner, then rename.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::plan::Op;
+use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
+
+/// The script for every op except `Exec` (commands run on their own so their output is theirs).
+pub fn ops_script(ops: &[Op]) -> String {
+    let mut s = String::from("set -e\n");
+    for op in ops {
+        match op {
+            Op::WriteFile {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+            } => {
+                let p = sh_quote(path);
+                s.push_str(&format!(
+                    "t=$(mktemp -- \"$(dirname -- {p})/.bootstrapctl.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\nbase64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'\n"
+                ));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+                for chunk in b64.as_bytes().chunks(76) {
+                    s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+                    s.push('\n');
+                }
+                s.push_str("__BOOTSTRAPCTL_EOF__\n");
+                s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
+                if let Some(chown) = chown_spec(owner, group) {
+                    s.push_str(&format!("chown {} \"$t\"\n", sh_quote(&chown)));
+                }
+                s.push_str(&format!(
+                    "sync -- \"$t\"\nmv -f -- \"$t\" {p}\ntrap - EXIT\nsync -- \"$(dirname -- {p})\" 2>/dev/null || true\n"
+                ));
+            }
+            Op::SetAttrs {
+                path,
+                mode,
+                owner,
+                group,
+            } => {
+                if let Some(m) = mode {
+                    s.push_str(&format!("chmod {m:04o} -- {}\n", sh_quote(path)));
+                }
+                if let Some(chown) = chown_spec(owner, group) {
+                    s.push_str(&format!(
+                        "chown {} -- {}\n",
+                        sh_quote(&chown),
+                        sh_quote(path)
+                    ));
+                }
+            }
+            Op::Mkdir {
+                path,
+                mode,
+                owner,
+                group,
+            } => {
+                s.push_str(&format!(
+                    "mkdir -p -- {p}\nchmod {mode:04o} -- {p}\n",
+                    p = sh_quote(path)
+                ));
+                if let Some(chown) = chown_spec(owner, group) {
+                    s.push_str(&format!(
+                        "chown {} -- {}\n",
+                        sh_quote(&chown),
+                        sh_quote(path)
+                    ));
+                }
+            }
+            Op::Remove { path } => s.push_str(&format!("rm -rf -- {}\n", sh_quote(path))),
+            Op::Systemctl { args } => {
+                let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+                s.push_str(&format!("systemctl {}\n", args.join(" ")));
+            }
+            Op::SwapOff => s.push_str("swapoff -a\n"),
+            Op::Exec { .. } => {}
+        }
+    }
+    s
+}
+
+fn chown_spec(owner: &Option<String>, group: &Option<String>) -> Option<String> {
+    match (owner, group) {
+        (None, None) => None,
+        (Some(o), None) => Some(o.clone()),
+        (None, Some(g)) => Some(format!(":{g}")),
+        (Some(o), Some(g)) => Some(format!("{o}:{g}")),
+    }
+}
+
+pub fn exec_script(command: &str, chdir: &Option<String>) -> String {
+    match chdir {
+        Some(dir) => format!("cd {} && {command}", sh_quote(dir)),
+        None => command.to_string(),
+    }
+}
+
+/// Run `ops`: the non-command ops in one script, then each command. Returns the output of the
+/// last command (or of the script when there was none).
+pub fn apply(
+    t: &mut dyn Transport,
+    ops: &[Op],
+    become_: Option<&Become>,
+    timeout: Duration,
+) -> Result<ExecOutput, TransportError> {
+    let mut last = ExecOutput::default();
+    if ops.iter().any(|o| !matches!(o, Op::Exec { .. })) {
+        last = t.exec(&ops_script(ops), b"", become_, timeout)?;
+        if !last.success() {
+            return Ok(last);
+        }
+    }
+    for op in ops {
+        if let Op::Exec { command, chdir } = op {
+            last = t.exec(&exec_script(command, chdir), b"", become_, timeout)?;
+            if !last.success() {
+                return Ok(last);
+            }
+        }
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::local::LocalTransport;
+
+    #[test]
+    fn script_writes_atomically_with_mode_and_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("bsctl-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("it's here.conf");
+        let ops = vec![
+            Op::WriteFile {
+                path: path.display().to_string(),
+                content: b"line 1\n__BOOTSTRAPCTL_EOF__\n\x00bin".to_vec(),
+                mode: 0o600,
+                owner: None,
+                group: None,
+            },
+            Op::Mkdir {
+                path: dir.join("sub/dir").display().to_string(),
+                mode: 0o750,
+                owner: None,
+                group: None,
+            },
+        ];
+        let out = apply(
+            &mut LocalTransport::new(),
+            &ops,
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(out.success(), "{}", out.stderr_lossy());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"line 1\n__BOOTSTRAPCTL_EOF__\n\x00bin"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("sub/dir"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o750
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".bootstrapctl"))
+            .collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_the_temp_file() {
+        let dir = std::env::temp_dir().join(format!("bsctl-exec-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, "old").unwrap();
+        let ops = vec![Op::WriteFile {
+            path: path.display().to_string(),
+            content: b"new".to_vec(),
+            mode: 0o644,
+            owner: Some("no-such-user-bsctl".into()),
+            group: None,
+        }];
+        let out = apply(
+            &mut LocalTransport::new(),
+            &ops,
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(!out.success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,378 @@
+//! Unit files for the systemctl stand-in: finding them on disk (with drop-ins), parsing the few
+//! keys that matter, and the persisted state (definitions as loaded, active units) under a lock.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Unit search path, highest priority first, as systemd's system manager has it.
+pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
+/// Where `enable` creates its `*.wants` symlinks, as systemd does.
+pub const ENABLE_DIR: &str = "/etc/systemd/system";
+pub const STATE_DIR: &str = "/var/lib/bootstrapctl-lab/systemd";
+pub const LOG_DIR: &str = "/var/log/lab";
+
+const SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".mount",
+    ".automount",
+    ".path",
+    ".slice",
+    ".scope",
+    ".swap",
+    ".device",
+];
+
+/// `kubelet` means `kubelet.service`, as with systemctl.
+pub fn normalize(name: &str) -> String {
+    if SUFFIXES
+        .iter()
+        .any(|s| name.ends_with(s) && name.len() > s.len())
+    {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+/// The filesystem the stand-in sees: "/" inside a lab host, a temp dir in tests. Paths shown to
+/// users are always the host's view (`/etc/systemd/system/x.service`).
+#[derive(Debug, Clone)]
+pub struct Root(pub PathBuf);
+
+impl Root {
+    pub fn path(&self, host_path: &str) -> PathBuf {
+        self.0.join(host_path.trim_start_matches('/'))
+    }
+}
+
+/// A unit as it is on disk now: main file plus drop-ins, each as (host path, bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskUnit {
+    pub name: String,
+    pub fragment: String,
+    pub sources: Vec<(String, Vec<u8>)>,
+}
+
+impl DiskUnit {
+    /// Identity of the definition: changes whenever the file or any drop-in changes.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, bytes) in &self.sources {
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn parsed(&self) -> Parsed {
+        let mut p = Parsed::default();
+        for (i, (_, bytes)) in self.sources.iter().enumerate() {
+            p.apply(&String::from_utf8_lossy(bytes), i == 0);
+        }
+        p
+    }
+}
+
+/// Looks `name` up in the unit path; drop-ins come from `<name>.d/*.conf` in every unit dir,
+/// ordered by file name, a higher-priority dir winning for the same name.
+pub fn find(root: &Root, name: &str) -> Option<DiskUnit> {
+    let fragment = UNIT_DIRS
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| root.path(p).is_file())?;
+    let main = fs::read(root.path(&fragment)).ok()?;
+    let mut dropins: BTreeMap<String, String> = BTreeMap::new();
+    for d in UNIT_DIRS {
+        let dir = format!("{d}/{name}.d");
+        let Ok(entries) = fs::read_dir(root.path(&dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if file.ends_with(".conf") && e.path().is_file() {
+                dropins
+                    .entry(file.clone())
+                    .or_insert(format!("{dir}/{file}"));
+            }
+        }
+    }
+    let mut sources = vec![(fragment.clone(), main)];
+    for path in dropins.into_values() {
+        if let Ok(bytes) = fs::read(root.path(&path)) {
+            sources.push((path, bytes));
+        }
+    }
+    Some(DiskUnit {
+        name: name.to_string(),
+        fragment,
+        sources,
+    })
+}
+
+/// Every unit file in the unit path (what daemon-reload loads).
+pub fn scan(root: &Root) -> BTreeMap<String, DiskUnit> {
+    let mut names = std::collections::BTreeSet::new();
+    for d in UNIT_DIRS {
+        let Ok(entries) = fs::read_dir(root.path(d)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if SUFFIXES.iter().any(|s| name.ends_with(s)) && e.path().is_file() {
+                names.insert(name);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|n| find(root, &n).map(|u| (n, u)))
+        .collect()
+}
+
+/// The keys the stand-in understands, after applying drop-ins in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parsed {
+    pub description: Option<String>,
+    /// ExecStart lines with continuations joined; an empty `ExecStart=` in a drop-in resets.
+    pub exec_start: Vec<String>,
+    /// [Install] targets from the main file (systemd ignores [Install] in drop-ins).
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    /// Alias= or Also= present: enable-able even without targets.
+    pub other_install: bool,
+}
+
+impl Parsed {
+    fn apply(&mut self, text: &str, is_fragment: bool) {
+        let mut section = String::new();
+        for line in logical_lines(text) {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if line.starts_with('[') && line.ends_with(']') {
+                section = line[1..line.len() - 1].to_string();
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            match (section.as_str(), key) {
+                ("Unit", "Description") => self.description = Some(value.to_string()),
+                ("Service", "ExecStart") if value.is_empty() => self.exec_start.clear(),
+                ("Service", "ExecStart") => self.exec_start.push(value.to_string()),
+                ("Install", "WantedBy") if is_fragment => self
+                    .wanted_by
+                    .extend(value.split_whitespace().map(str::to_string)),
+                ("Install", "RequiredBy") if is_fragment => self
+                    .required_by
+                    .extend(value.split_whitespace().map(str::to_string)),
+                ("Install", "Alias" | "Also") if is_fragment => self.other_install = true,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn installable(&self) -> bool {
+        !self.wanted_by.is_empty() || !self.required_by.is_empty() || self.other_install
+    }
+}
+
+/// Joins lines ending in a backslash with the next one, replacing the backslash by a space,
+/// as systemd does (comment lines inside a continuation are skipped).
+fn logical_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for raw in text.lines() {
+        if cur.is_some() {
+            let t = raw.trim_start();
+            if t.starts_with('#') || t.starts_with(';') {
+                continue;
+            }
+        }
+        let (body, continues) = match raw.trim_end().strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (raw, false),
+        };
+        let acc = cur.get_or_insert_with(String::new);
+        if !acc.is_empty() {
+            acc.push(' ');
+        }
+        acc.push_str(body.trim());
+        if !continues {
+            out.push(cur.take().unwrap_or_default());
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// A unit definition as it was at the last daemon-reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loaded {
+    pub fragment: String,
+    pub digest: String,
+    pub parsed: Parsed,
+    /// Full text of the main file and drop-ins, for the component stand-ins to come.
+    pub sources: Vec<(String, String)>,
+}
+
+impl Loaded {
+    pub fn from_disk(u: &DiskUnit) -> Self {
+        Loaded {
+            fragment: u.fragment.clone(),
+            digest: u.digest(),
+            parsed: u.parsed(),
+            sources: u
+                .sources
+                .iter()
+                .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Active {
+    pub since: u64,
+    /// The ExecStart the unit was started with (as loaded then).
+    pub exec_start: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub loaded: BTreeMap<String, Loaded>,
+    pub active: BTreeMap<String, Active>,
+    pub reloads: u64,
+}
+
+impl State {
+    /// daemon-reload: the definitions on disk now become the loaded ones.
+    pub fn reload(&mut self, root: &Root) {
+        self.loaded = scan(root)
+            .values()
+            .map(|u| (u.name.clone(), Loaded::from_disk(u)))
+            .collect();
+        self.reloads += 1;
+    }
+
+    /// True when what is on disk differs from what was loaded (changed, new, or removed).
+    pub fn need_reload(&self, root: &Root, name: &str) -> bool {
+        match (find(root, name), self.loaded.get(name)) {
+            (Some(disk), Some(loaded)) => disk.digest() != loaded.digest,
+            (Some(_), None) => true,
+            (None, Some(_)) => true,
+            (None, None) => false,
+        }
+    }
+}
+
+/// The state file, locked (flock) for the life of this value: concurrent systemctl calls in a
+/// host serialize their read-modify-write.
+pub struct Store {
+    file: PathBuf,
+    _lock: fs::File,
+    pub state: State,
+}
+
+impl Store {
+    pub fn open(root: &Root) -> io::Result<Store> {
+        let dir = root.path(STATE_DIR);
+        fs::create_dir_all(&dir)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let file = dir.join("state.json");
+        let state = match fs::read_to_string(&file) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", file.display()),
+                )
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Store {
+            file,
+            _lock: lock,
+            state,
+        })
+    }
+
+    pub fn save(&self) -> io::Result<()> {
+        let tmp = self.file.with_extension("json.tmp");
+        fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&self.state).expect("state serializes"),
+        )?;
+        fs::rename(&tmp, &self.file)
+    }
+}
+
+/// `*.wants`/`*.requires` symlinks named `unit` under ENABLE_DIR (host paths).
+pub fn enablement_links(root: &Root, unit: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(root.path(ENABLE_DIR)) else {
+        return Vec::new();
+    };
+    let mut links: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.file_name().to_string_lossy().into_owned();
+            if !(dir.ends_with(".wants") || dir.ends_with(".requires")) {
+                return None;
+            }
+            let link = format!("{ENABLE_DIR}/{dir}/{unit}");
+            root.path(&link).symlink_metadata().is_ok().then_some(link)
+        })
+        .collect();
+    links.sort();
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_adds_service() {
+        assert_eq!(normalize("kubelet"), "kubelet.service");
+        assert_eq!(normalize("kubelet.service"), "kubelet.service");
+        assert_eq!(normalize("multi-user.target"), "multi-user.target");
+        assert_eq!(normalize("foo.bar"), "foo.bar.service");
+    }
+
+    #[test]
+    fn parse_joins_continuations_and_resets_exec_start() {
+        let mut p = Parsed::default();
+        p.apply("[Unit]\nDescription=kubelet\n[Service]\nExecStart=/usr/bin/kubelet \\\n  --a=1 \\\n  --b=2\n[Install]\nWantedBy=multi-user.target\n", true);
+        assert_eq!(p.exec_start, ["/usr/bin/kubelet --a=1 --b=2"]);
+        p.apply("[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --c\n[Install]\nWantedBy=other.target\n", false);
+        assert_eq!(p.exec_start, ["/usr/bin/kubelet --c"]);
+        assert_eq!(p.wanted_by, ["multi-user.target"]);
+        assert_eq!(p.description.as_deref(), Some("kubelet"));
+    }
+}

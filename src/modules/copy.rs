@@ -1,0 +1,81 @@
+//! `copy`: put given content, or a local file, at a path on the host.
+
+use serde::Deserialize;
+
+use super::file_common::{plan_file, Mode, WantFile};
+use super::template::{absolute, opt};
+use super::{Module, ModuleError, ResolveCx};
+use crate::hoststate::{HostView, Read};
+use crate::plan::Planned;
+use crate::template::Tpl;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    pub content: Option<Tpl<String>>,
+    pub src: Option<Tpl<String>>,
+    pub dest: Tpl<String>,
+    pub mode: Option<Tpl<Mode>>,
+    pub owner: Option<Tpl<String>>,
+    pub group: Option<Tpl<String>>,
+}
+
+#[derive(Debug)]
+pub struct Copy {
+    dest: String,
+    content: Vec<u8>,
+    mode: Option<Mode>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+impl Args {
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Copy, ModuleError> {
+        let content = match (&self.content, &self.src) {
+            (Some(c), None) => c.resolve(cx.templates, cx.vars, cx.what)?.into_bytes(),
+            (None, Some(src)) => {
+                let src = src.resolve(cx.templates, cx.vars, cx.what)?;
+                let candidates = [cx.base_dir.join("files").join(&src), cx.base_dir.join(&src)];
+                let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+                    ModuleError::Invalid(format!(
+                        "src: local file {src:?} not found in {} or its files/ directory",
+                        cx.base_dir.display()
+                    ))
+                })?;
+                std::fs::read(path).map_err(|e| {
+                    ModuleError::Invalid(format!("src: reading {}: {e}", path.display()))
+                })?
+            }
+            _ => {
+                return Err(ModuleError::Invalid(
+                    "copy needs exactly one of `content` and `src`".into(),
+                ))
+            }
+        };
+        Ok(Copy {
+            dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,
+            content,
+            mode: opt(&self.mode, cx)?,
+            owner: opt(&self.owner, cx)?,
+            group: opt(&self.group, cx)?,
+        })
+    }
+}
+
+impl Module for Copy {
+    fn reads(&self) -> Vec<Read> {
+        vec![Read::File(self.dest.clone())]
+    }
+    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        plan_file(
+            view,
+            WantFile {
+                path: &self.dest,
+                content: self.content.clone(),
+                mode: self.mode,
+                owner: self.owner.clone(),
+                group: self.group.clone(),
+            },
+        )
+    }
+}

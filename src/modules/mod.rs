@@ -1,0 +1,132 @@
+//! Modules: each one resolves its arguments for a host, declares what it must read, and plans
+//! against a HostView. Pure: no I/O, no async; the engine does the reading and applying.
+
+pub mod command;
+pub mod copy;
+pub mod file;
+pub mod file_common;
+pub mod kube_flags;
+pub mod swap;
+pub mod systemd;
+pub mod template;
+
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, Deserializer};
+use serde::Deserialize;
+
+use crate::hoststate::{HostView, Read};
+use crate::plan::Planned;
+use crate::template::{TemplateError, Templates};
+
+/// What a module needs to resolve its arguments for one host.
+pub struct ResolveCx<'a> {
+    pub templates: &'a Templates,
+    pub vars: &'a minijinja::Value,
+    /// The playbook's directory: `copy: src=` and `template: src=` are relative to it.
+    pub base_dir: &'a Path,
+    /// Names the task in template errors.
+    pub what: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {message}")]
+    Host { path: String, message: String },
+}
+
+/// A module with its arguments resolved for one host.
+pub trait Module: Send {
+    fn reads(&self) -> Vec<Read>;
+    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError>;
+    /// True for modules whose change must run a command in `--check` mode to be known
+    /// (command/shell): those are reported as skipped there, as Ansible does.
+    fn runs_commands(&self) -> bool {
+        false
+    }
+}
+
+/// A task's module call as written in the playbook, type-checked at load time.
+#[derive(Debug, Clone)]
+pub enum ModuleArgs {
+    Template(template::Args),
+    Copy(copy::Args),
+    File(file::Args),
+    Command(command::Args),
+    Shell(command::Args),
+    Systemd(systemd::Args),
+    Swap(swap::Args),
+    KubeFlags(kube_flags::Args),
+}
+
+/// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
+pub const MODULE_NAMES: &[&str] = &[
+    "template",
+    "copy",
+    "file",
+    "command",
+    "shell",
+    "systemd",
+    "systemd_service",
+    "swap",
+    "kube_flags",
+];
+
+pub fn canonical_name(key: &str) -> Option<&'static str> {
+    let short = key.strip_prefix("ansible.builtin.").unwrap_or(key);
+    let short = short.strip_prefix("bootstrapctl.").unwrap_or(short);
+    MODULE_NAMES.iter().copied().find(|n| *n == short)
+}
+
+impl ModuleArgs {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModuleArgs::Template(_) => "template",
+            ModuleArgs::Copy(_) => "copy",
+            ModuleArgs::File(_) => "file",
+            ModuleArgs::Command(_) => "command",
+            ModuleArgs::Shell(_) => "shell",
+            ModuleArgs::Systemd(_) => "systemd",
+            ModuleArgs::Swap(_) => "swap",
+            ModuleArgs::KubeFlags(_) => "kube_flags",
+        }
+    }
+
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Box<dyn Module>, ModuleError> {
+        Ok(match self {
+            ModuleArgs::Template(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Copy(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::File(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Command(a) => Box::new(a.resolve(cx, false)?),
+            ModuleArgs::Shell(a) => Box::new(a.resolve(cx, true)?),
+            ModuleArgs::Systemd(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Swap(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeFlags(a) => Box::new(a.resolve(cx)?),
+        })
+    }
+}
+
+/// Deserializes a module's arguments straight from the YAML stream, so unknown arguments and
+/// wrong types carry the file's line and column.
+pub struct ArgsSeed(pub &'static str);
+
+impl<'de> DeserializeSeed<'de> for ArgsSeed {
+    type Value = ModuleArgs;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ModuleArgs, D::Error> {
+        Ok(match self.0 {
+            "template" => ModuleArgs::Template(Deserialize::deserialize(d)?),
+            "copy" => ModuleArgs::Copy(Deserialize::deserialize(d)?),
+            "file" => ModuleArgs::File(Deserialize::deserialize(d)?),
+            "command" => ModuleArgs::Command(Deserialize::deserialize(d)?),
+            "shell" => ModuleArgs::Shell(Deserialize::deserialize(d)?),
+            "systemd" | "systemd_service" => ModuleArgs::Systemd(Deserialize::deserialize(d)?),
+            "swap" => ModuleArgs::Swap(Deserialize::deserialize(d)?),
+            "kube_flags" => ModuleArgs::KubeFlags(Deserialize::deserialize(d)?),
+            other => unreachable!("ArgsSeed built for unknown module {other}"),
+        })
+    }
+}

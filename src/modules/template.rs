@@ -1,0 +1,80 @@
+//! `template`: render a minijinja template file to a path on the host.
+
+use serde::Deserialize;
+
+use super::file_common::{plan_file, Mode, WantFile};
+use super::{Module, ModuleError, ResolveCx};
+use crate::hoststate::{HostView, Read};
+use crate::plan::Planned;
+use crate::template::Tpl;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    pub src: Tpl<String>,
+    pub dest: Tpl<String>,
+    pub mode: Option<Tpl<Mode>>,
+    pub owner: Option<Tpl<String>>,
+    pub group: Option<Tpl<String>>,
+}
+
+#[derive(Debug)]
+pub struct Template {
+    dest: String,
+    content: Vec<u8>,
+    mode: Option<Mode>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+pub(crate) fn opt<T: serde::de::DeserializeOwned + Clone>(
+    v: &Option<Tpl<T>>,
+    cx: &ResolveCx<'_>,
+) -> Result<Option<T>, ModuleError> {
+    v.as_ref()
+        .map(|t| t.resolve(cx.templates, cx.vars, cx.what))
+        .transpose()
+        .map_err(Into::into)
+}
+
+pub(crate) fn absolute(path: String, arg: &str) -> Result<String, ModuleError> {
+    if path.starts_with('/') {
+        Ok(path)
+    } else {
+        Err(ModuleError::Invalid(format!(
+            "{arg}: {path:?} is not an absolute path"
+        )))
+    }
+}
+
+impl Args {
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Template, ModuleError> {
+        let src = self.src.resolve(cx.templates, cx.vars, cx.what)?;
+        let content = cx.templates.render_file(&src, cx.vars)?;
+        Ok(Template {
+            dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,
+            content: content.into_bytes(),
+            mode: opt(&self.mode, cx)?,
+            owner: opt(&self.owner, cx)?,
+            group: opt(&self.group, cx)?,
+        })
+    }
+}
+
+impl Module for Template {
+    fn reads(&self) -> Vec<Read> {
+        vec![Read::File(self.dest.clone())]
+    }
+    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        plan_file(
+            view,
+            WantFile {
+                path: &self.dest,
+                content: self.content.clone(),
+                mode: self.mode,
+                owner: self.owner.clone(),
+                group: self.group.clone(),
+            },
+        )
+    }
+}

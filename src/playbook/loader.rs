@@ -1,0 +1,185 @@
+//! Reads a playbook file; every error names the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use super::model::{Play, Playbook};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    #[error("cannot read playbook {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `FILE:LINE:COLUMN: MESSAGE`
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
+    let plays: Vec<Play> = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
+    if plays.is_empty() {
+        return Err(PlaybookError::Invalid {
+            path: path.to_path_buf(),
+            message: "the playbook has no plays".into(),
+        });
+    }
+    for play in &plays {
+        if let Some(serial) = &play.serial {
+            serial
+                .batches(1)
+                .map_err(|message| PlaybookError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("play {:?}: {message}", play.display_name()),
+                })?;
+        }
+        for task in play.tasks.iter().chain(&play.handlers) {
+            for n in &task.notify {
+                let known = play
+                    .handlers
+                    .iter()
+                    .any(|h| h.name.as_deref() == Some(n.as_str()) || h.listen.contains(n));
+                if !known {
+                    return Err(PlaybookError::Invalid {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "task {:?} notifies {n:?}, but play {:?} has no handler of that name",
+                            task.display_name(),
+                            play.display_name()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
+}
+
+/// serde_yaml puts " at line L column C" at the end of its messages; we put it in front.
+/// For an unknown key it gives the position of the mapping holding it: we point at the key.
+pub fn yaml_error(path: &Path, source: &str, e: &serde_yaml::Error) -> PlaybookError {
+    let text = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            let message = text.replacen(&suffix, "", 1);
+            let message = message.strip_prefix('.').unwrap_or(&message).to_string();
+            let (line, column) = unknown_key(&message)
+                .and_then(|key| find_key(source, loc.line(), loc.column(), key))
+                .unwrap_or((loc.line(), loc.column()));
+            PlaybookError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        }
+        None => PlaybookError::Invalid {
+            path: path.to_path_buf(),
+            message: text,
+        },
+    }
+}
+
+fn unknown_key(message: &str) -> Option<&str> {
+    ["unknown field `", "unknown module or task keyword `"]
+        .iter()
+        .find_map(|p| message.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key)
+}
+
+/// The first `key:` at or after line/column (1-based) of `source`, as a YAML key token.
+fn find_key(source: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    for (i, text) in source.lines().enumerate().skip(line.saturating_sub(1)) {
+        let from = if i + 1 == line {
+            column.saturating_sub(1)
+        } else {
+            0
+        };
+        let mut search = from;
+        while let Some(pos) = text.get(search..).and_then(|t| t.find(key)) {
+            let at = search + pos;
+            let before = text[..at].chars().last();
+            let after = text[at + key.len()..]
+                .trim_start_matches(['"', '\''])
+                .trim_start();
+            let boundary = matches!(
+                before,
+                None | Some(' ' | '{' | ',' | '-' | '"' | '\'' | '\t')
+            );
+            if boundary && after.starts_with(':') {
+                let quoted = matches!(before, Some('"' | '\''));
+                return Some((i + 1, at + 1 - usize::from(quoted)));
+            }
+            search = at + key.len();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("site.yaml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn loads_a_play_with_every_task_keyword() {
+        let pb = parse(
+            "- name: p\n  hosts: workers\n  serial: 30%\n  tasks:\n    - name: t\n      copy: {content: x, dest: /tmp/x, mode: '0600'}\n      when: a == 1\n      notify: h\n      register: r\n      loop: [1, 2]\n      tags: [a]\n  handlers:\n    - name: h\n      systemd: {name: kubelet, state: restarted}\n",
+            Path::new("site.yaml"),
+        )
+        .unwrap();
+        assert_eq!(pb.plays[0].tasks[0].module.name(), "copy");
+        assert_eq!(pb.plays[0].tasks[0].notify, vec!["h"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
+            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags; keywords: name, when, changed_when, failed_when, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, vars, become, become_user)"
+        );
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n"),
+            "site.yaml:3:36: [0].tasks[0].copy: unknown field `mdoe`, expected one of `content`, `src`, `dest`, `mode`, `owner`, `group`"
+        );
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - systemd: {name: k, enabled: maybe}\n"),
+            "site.yaml:3:35: [0].tasks[0].systemd.enabled: invalid type: string \"maybe\", expected a boolean"
+        );
+        assert_eq!(
+            err("- hosts: all\n  taks: []\n"),
+            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `vars`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `tasks`, `handlers`"
+        );
+        assert_eq!(
+            err("- hosts: all\n  tasks: [\n"),
+            "site.yaml:3:1: did not find expected node content, while parsing a flow node"
+        );
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - {name: x, command: 'true', notify: nope}\n"),
+            "site.yaml: task \"x\" notifies \"nope\", but play \"all\" has no handler of that name"
+        );
+    }
+}

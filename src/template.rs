@@ -1,0 +1,449 @@
+//! Templating: a minijinja environment with strict undefined, Ansible's common filters, and
+//! `Tpl<T>`, a module argument that is either a literal `T` or a template rendered per host.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::Deserialize;
+
+/// Templates shipped inside the binary; files beside the playbook take precedence.
+pub use crate::content::TEMPLATES as EMBEDDED_TEMPLATES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("undefined variable `{name}` in {template} line {line}")]
+    Undefined {
+        name: String,
+        template: String,
+        line: usize,
+    },
+    #[error("template {template} line {line}: {message}")]
+    Render {
+        template: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "template file {0} not found (looked beside the playbook and in the built-in templates)"
+    )]
+    NotFound(String),
+    #[error("{what}: rendered value {value:?} is not a valid {expected}: {message}")]
+    Type {
+        what: String,
+        value: String,
+        expected: &'static str,
+        message: String,
+    },
+}
+
+/// The template environment for one run.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl fmt::Debug for Templates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    /// `search_dirs`: where template files are looked up (the playbook's dir, then its
+    /// `templates/` subdir), before the embedded defaults.
+    pub fn new(search_dirs: Vec<PathBuf>) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.add_filter("b64encode", |s: String| {
+            base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+        });
+        env.add_filter(
+            "b64decode",
+            |s: String| -> Result<String, minijinja::Error> {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .map_err(|e| {
+                        minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                    })?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            },
+        );
+        env.add_filter("quote", |s: String| crate::transport::sh_quote(&s));
+        env.add_filter("to_yaml", |v: Value| -> Result<String, minijinja::Error> {
+            serde_yaml::to_string(&v)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        });
+        env.add_filter("to_json", |v: Value| -> Result<String, minijinja::Error> {
+            serde_json::to_string(&v)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        });
+        env.add_filter("bool", |v: Value| -> bool {
+            match v.as_str() {
+                Some(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1"),
+                None => v.is_true(),
+            }
+        });
+        env.add_filter("mandatory", |v: Value| -> Result<Value, minijinja::Error> {
+            if v.is_undefined() {
+                Err(minijinja::Error::new(
+                    ErrorKind::UndefinedError,
+                    "mandatory variable",
+                ))
+            } else {
+                Ok(v)
+            }
+        });
+        env.set_loader(move |name| {
+            for dir in &search_dirs {
+                let path = dir.join(name);
+                if path.is_file() {
+                    return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                        minijinja::Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!("reading {}: {e}", path.display()),
+                        )
+                    });
+                }
+            }
+            Ok(EMBEDDED_TEMPLATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, src)| src.to_string()))
+        });
+        Self { env }
+    }
+
+    /// Render a template file looked up by name.
+    pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
+        let tmpl = self.env.get_template(name).map_err(|e| match e.kind() {
+            ErrorKind::TemplateNotFound => TemplateError::NotFound(name.to_string()),
+            _ => convert(e, name, ctx, None),
+        })?;
+        tmpl.render(ctx)
+            .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
+    }
+
+    /// Render an inline string (a module argument, a var); `what` names it in errors.
+    pub fn render_str(&self, src: &str, ctx: &Value, what: &str) -> Result<String, TemplateError> {
+        if !is_template(src) {
+            return Ok(src.to_string());
+        }
+        let tmpl = self
+            .env
+            .template_from_named_str(what, src)
+            .map_err(|e| convert(e, what, ctx, None))?;
+        tmpl.render(ctx)
+            .map_err(|e| convert(e, what, ctx, Some(tmpl.undeclared_variables(true))))
+    }
+
+    /// Render an inline string keeping the value's type when it is a single expression
+    /// (`"{{ items }}"` yields the list itself, as Ansible does).
+    pub fn render_value(&self, src: &str, ctx: &Value, what: &str) -> Result<Value, TemplateError> {
+        let trimmed = src.trim();
+        if let Some(inner) = trimmed
+            .strip_prefix("{{")
+            .and_then(|s| s.strip_suffix("}}"))
+            .filter(|inner| !inner.contains("{{") && !inner.contains("}}"))
+        {
+            return self.eval(inner, ctx, what);
+        }
+        self.render_str(src, ctx, what).map(Value::from)
+    }
+
+    /// Evaluate an expression such as a `when:` condition.
+    pub fn eval(&self, expr: &str, ctx: &Value, what: &str) -> Result<Value, TemplateError> {
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| convert(e, what, ctx, None))?;
+        compiled.eval(ctx).map_err(|e| {
+            let undeclared = compiled
+                .undeclared_variables(true)
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>();
+            convert(e, what, ctx, Some(undeclared))
+        })
+    }
+
+    pub fn eval_bool(&self, expr: &str, ctx: &Value, what: &str) -> Result<bool, TemplateError> {
+        let expr = expr.trim();
+        let expr = expr
+            .strip_prefix("{{")
+            .and_then(|s| s.strip_suffix("}}"))
+            .unwrap_or(expr);
+        Ok(self.eval(expr, ctx, what)?.is_true())
+    }
+}
+
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// Turn a minijinja error into ours; for undefined values, find which variable it was.
+fn convert(
+    e: minijinja::Error,
+    name: &str,
+    ctx: &Value,
+    undeclared: Option<std::collections::HashSet<String>>,
+) -> TemplateError {
+    let line = e.line().unwrap_or(1);
+    let template = e.name().unwrap_or(name).to_string();
+    if e.kind() == ErrorKind::UndefinedError {
+        let missing = undeclared
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|path| !path_defined(ctx, path))
+            .min();
+        if let Some(name) = missing {
+            return TemplateError::Undefined {
+                name,
+                template,
+                line,
+            };
+        }
+    }
+    let mut message = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    if message.is_empty() {
+        message = e.to_string();
+    }
+    TemplateError::Render {
+        template,
+        line,
+        message,
+    }
+}
+
+fn path_defined(ctx: &Value, path: &str) -> bool {
+    let mut cur = ctx.clone();
+    for part in path.split('.') {
+        match cur.get_attr(part) {
+            Ok(v) if !v.is_undefined() => cur = v,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A module argument: a literal of type `T`, or a string template rendered per host and then
+/// read as `T`. Literals are type-checked when the playbook loads, so a wrong type is reported
+/// with its file:line:column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tpl<T> {
+    Literal(T),
+    Template(String),
+}
+
+impl<T: DeserializeOwned + Clone> Tpl<T> {
+    pub fn resolve(&self, t: &Templates, ctx: &Value, what: &str) -> Result<T, TemplateError> {
+        match self {
+            Tpl::Literal(v) => Ok(v.clone()),
+            Tpl::Template(src) => {
+                let value = t.render_value(src, ctx, what)?;
+                // Strings rendered from templates may read as other scalars ("0644", "true").
+                let yaml: serde_yaml::Value = match value.as_str() {
+                    Some(s) => serde_yaml::from_str(s)
+                        .ok()
+                        .filter(|v: &serde_yaml::Value| !v.is_mapping() && !v.is_sequence())
+                        .unwrap_or_else(|| serde_yaml::Value::String(s.to_string())),
+                    None => serde_yaml::to_value(&value).map_err(|e| TemplateError::Type {
+                        what: what.to_string(),
+                        value: value.to_string(),
+                        expected: std::any::type_name::<T>(),
+                        message: e.to_string(),
+                    })?,
+                };
+                T::deserialize(yaml.clone())
+                    .or_else(|first| {
+                        // A string target takes the text as rendered.
+                        value
+                            .as_str()
+                            .map(|s| T::deserialize(serde_yaml::Value::String(s.to_string())))
+                            .unwrap_or(Err(first))
+                    })
+                    .map_err(|e| TemplateError::Type {
+                        what: what.to_string(),
+                        value: value.to_string(),
+                        expected: short_type_name::<T>(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    match full {
+        "bool" => "boolean",
+        "alloc::string::String" => "string",
+        f if f.starts_with('u') || f.starts_with('i') => "integer",
+        _ => "value",
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Tpl<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TplVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads scalars in place (so a wrong type is reported at the value's own line and column);
+/// a scalar that does not fit `T` is tried as its text, so `--v: 2` fills a string flag.
+struct TplVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: DeserializeOwned> TplVisitor<T> {
+    fn scalar<E: serde::de::Error, D>(d: D, text: String) -> Result<Tpl<T>, E>
+    where
+        D: for<'x> serde::de::Deserializer<'x, Error = serde::de::value::Error>,
+    {
+        match T::deserialize(d) {
+            Ok(v) => Ok(Tpl::Literal(v)),
+            Err(first) => T::deserialize(serde::de::value::StringDeserializer::<
+                serde::de::value::Error,
+            >::new(text))
+            .map(Tpl::Literal)
+            .map_err(|_| E::custom(first)),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for TplVisitor<T> {
+    type Value = Tpl<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} or a template", short_type_name::<T>())
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Tpl<T>, E> {
+        if is_template(s) {
+            return Ok(Tpl::Template(s.to_string()));
+        }
+        T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+            .map(Tpl::Literal)
+            .map_err(E::custom)
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Tpl<T>, E> {
+        Self::scalar(serde::de::value::BoolDeserializer::new(b), b.to_string())
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Tpl<T>, E> {
+        Self::scalar(serde::de::value::U64Deserializer::new(n), n.to_string())
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Tpl<T>, E> {
+        Self::scalar(serde::de::value::I64Deserializer::new(n), n.to_string())
+    }
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Tpl<T>, E> {
+        Self::scalar(serde::de::value::F64Deserializer::new(n), n.to_string())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Tpl<T>, E> {
+        T::deserialize(serde::de::value::UnitDeserializer::<serde::de::value::Error>::new())
+            .map(Tpl::Literal)
+            .map_err(E::custom)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Tpl<T>, A::Error> {
+        let v = serde_yaml::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        T::deserialize(v)
+            .map(Tpl::Literal)
+            .map_err(serde::de::Error::custom)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Tpl<T>, A::Error> {
+        let v = serde_yaml::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        T::deserialize(v)
+            .map(Tpl::Literal)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Render every string inside a YAML value (play vars, loop items) against `ctx`.
+pub fn render_yaml(
+    t: &Templates,
+    value: &serde_yaml::Value,
+    ctx: &Value,
+    what: &str,
+) -> Result<Value, TemplateError> {
+    Ok(match value {
+        serde_yaml::Value::String(s) if is_template(s) => t.render_value(s, ctx, what)?,
+        serde_yaml::Value::Sequence(items) => Value::from(
+            items
+                .iter()
+                .map(|v| render_yaml(t, v, ctx, what))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        serde_yaml::Value::Mapping(map) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in map {
+                let key = match k {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                out.insert(key, render_yaml(t, v, ctx, what)?);
+            }
+            Value::from(out)
+        }
+        other => Value::from_serialize(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Value {
+        minijinja::context! { name => "worker-01", port => 6443, cfg => minijinja::context!{ server => "https://x" } }
+    }
+
+    #[test]
+    fn undefined_variable_names_the_variable_template_and_line() {
+        let t = Templates::new(vec![]);
+        let err = t
+            .render_str("a\nb {{ nmae }}\n", &ctx(), "kubelet.service.j2")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "undefined variable `nmae` in kubelet.service.j2 line 2"
+        );
+        let err = t
+            .render_str("{{ cfg.sever }}", &ctx(), "args of task x")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "undefined variable `cfg.sever` in args of task x line 1"
+        );
+    }
+
+    #[test]
+    fn tpl_keeps_literals_and_renders_templates_to_their_type() {
+        let t = Templates::new(vec![]);
+        let lit: Tpl<u16> = serde_yaml::from_str("22").unwrap();
+        assert_eq!(lit.resolve(&t, &ctx(), "p").unwrap(), 22);
+        let tpl: Tpl<u16> = serde_yaml::from_str("'{{ port }}'").unwrap();
+        assert_eq!(tpl.resolve(&t, &ctx(), "p").unwrap(), 6443);
+        let s: Tpl<String> = serde_yaml::from_str("'0644'").unwrap();
+        assert_eq!(s.resolve(&t, &ctx(), "m").unwrap(), "0644");
+        let bad: Result<Tpl<u16>, _> = serde_yaml::from_str("abc");
+        assert!(bad.is_err());
+        let list: Tpl<Vec<String>> = serde_yaml::from_str("'{{ [name, \"b\"] }}'").unwrap();
+        assert_eq!(
+            list.resolve(&t, &ctx(), "l").unwrap(),
+            vec!["worker-01".to_string(), "b".to_string()]
+        );
+    }
+
+    #[test]
+    fn filters_work() {
+        let t = Templates::new(vec![]);
+        assert_eq!(
+            t.render_str("{{ 'abc' | b64encode }} {{ 'a b' | quote }}", &ctx(), "x")
+                .unwrap(),
+            "YWJj 'a b'"
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Bad input: exact messages with file:line:column, exit code 2, nothing run.
+
+use crate::support::{fixture, run, tempdir};
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const INVENTORY: &str = "all:\n  children:\n    workers:\n      hosts:\n        worker-[01:03]:\n          ansible_host: 127.0.0.1\n";
+
+#[test]
+fn playbook_errors_name_file_line_and_column() {
+    let d = tempdir("errors");
+    let inv = write(&d, "inv.yaml", INVENTORY);
+    let cases = [
+        (
+            "- hosts: workers\n  tasks:\n    - name: x\n      tempalte: {src: a, dest: /b}\n",
+            ":4:7: [0].tasks[0]: unknown module or task keyword `tempalte`",
+        ),
+        (
+            "- hosts: workers\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n",
+            ":3:36: [0].tasks[0].copy: unknown field `mdoe`, expected one of `content`, `src`, `dest`, `mode`, `owner`, `group`",
+        ),
+        (
+            "- hosts: workers\n  tasks:\n    - systemd: {name: k, enabled: maybe}\n",
+            ":3:35: [0].tasks[0].systemd.enabled: invalid type: string \"maybe\", expected a boolean",
+        ),
+        ("- hosts: workers\n  tasks: [\n", ":3:1: did not find expected node content, while parsing a flow node"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let pb = write(&d, &format!("pb{i}.yaml"), text);
+        let r = run(["apply", "-i", &inv, &pb]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr.starts_with(&format!("error: {pb}{want}")),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing ran: {}", r.stdout);
+    }
+}
+
+#[test]
+fn undefined_template_variable_names_variable_template_and_line() {
+    let d = tempdir("undef");
+    let inv = write(
+        &d,
+        "inv.yaml",
+        "all:\n  hosts:\n    local-1:\n      ansible_connection: local\n",
+    );
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    write(
+        &d.join("templates"),
+        "t.j2",
+        "a\n{{ inventory_hostname }}\n{{ api_sever }}\n",
+    );
+    let pb = write(
+        &d,
+        "pb.yaml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: render\n      template: {{src: t.j2, dest: {}/out}}\n",
+            d.display()
+        ),
+    );
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("failed: [local-1] render: undefined variable `api_sever` in t.j2 line 3"),
+        "{}",
+        r.stdout
+    );
+    assert!(!d.join("out").exists());
+}
+
+#[test]
+fn limit_errors_and_inventory_list() {
+    let d = tempdir("limit");
+    let inv = write(&d, "inv.yaml", INVENTORY);
+    let r = run([
+        "inventory",
+        "list",
+        "-i",
+        &inv,
+        "--limit",
+        "workers:!worker-01",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.stdout,
+        "HOST       ADDRESS                 GROUPS\nworker-02  127.0.0.1               workers\nworker-03  127.0.0.1               workers\n"
+    );
+    let r = run(["inventory", "list", "-i", &inv, "--limit", "nosuch*"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("nosuch*"), "{}", r.stderr);
+    let _ = fixture("");
+}

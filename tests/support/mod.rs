@@ -1,0 +1,201 @@
+//! Test support: run the real binary, and a lab of real sshd hosts torn down on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bootstrapctl")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn run<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out: Output = Command::new(bin())
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run bootstrapctl");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "bootstrapctl-test-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Each lab of a test run gets its own 127.N.x.y subnet so tests can run in parallel.
+static NEXT_SUBNET: AtomicU8 = AtomicU8::new(40);
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub hosts: Vec<(String, String)>,
+    pub port: u16,
+}
+
+impl Lab {
+    /// `None` when this machine cannot host a lab (not root, no sshd): the caller skips.
+    pub fn up(tag: &str, workers: usize) -> Option<Lab> {
+        if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI must run the lab tests: need root and /usr/sbin/sshd");
+            }
+            eprintln!("skipping lab test {tag}: needs root and /usr/sbin/sshd");
+            return None;
+        }
+        let dir = tempdir(tag).join("lab");
+        let subnet = NEXT_SUBNET.fetch_add(1, Ordering::SeqCst);
+        let port = 2222;
+        let r = run([
+            "lab".as_ref(),
+            "up".as_ref(),
+            "--workers".as_ref(),
+            workers.to_string().as_ref(),
+            "--dir".as_ref(),
+            dir.as_os_str(),
+            "--port".as_ref(),
+            port.to_string().as_ref(),
+            "--subnet".as_ref(),
+            subnet.to_string().as_ref(),
+        ] as [&std::ffi::OsStr; 10]);
+        assert_eq!(r.code, 0, "lab up failed: {}", r.all());
+        let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
+        let mut hosts = Vec::new();
+        let mut name = None;
+        for line in inv.lines() {
+            let t = line.trim();
+            if t.ends_with(':') && (t.starts_with("worker-") || t.starts_with("cp-")) {
+                name = Some(t.trim_end_matches(':').to_string());
+            } else if let (Some(n), Some(addr)) = (name.as_ref(), t.strip_prefix("ansible_host: "))
+            {
+                hosts.push((n.clone(), addr.trim().to_string()));
+                name = None;
+            }
+        }
+        assert_eq!(hosts.len(), workers, "hosts in lab inventory:\n{inv}");
+        Some(Lab { dir, hosts, port })
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+
+    /// Run a shell command on a lab host over real OpenSSH.
+    pub fn ssh(&self, host: &str, cmd: &str) -> String {
+        let addr = &self.hosts.iter().find(|(n, _)| n == host).expect("host").1;
+        let out = Command::new("ssh")
+            .args(["-i"])
+            .arg(self.dir.join("id_ed25519"))
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .arg(format!("root@{addr}"))
+            .arg(cmd)
+            .output()
+            .expect("ssh");
+        assert!(
+            out.status.success(),
+            "ssh {host} {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A digest of everything under the paths the playbooks touch, per host.
+    pub fn tree_hash(&self, host: &str) -> String {
+        self.ssh(
+            host,
+            "find /etc/kubernetes /etc/systemd/system /var/lib/kubelet /etc/containerd /etc/fstab /var/lib/bootstrapctl-lab /tmp/bsctl-test \
+             -exec stat -c '%n %a %U %G %s' {} \\; -type f -exec sha256sum {} \\; 2>/dev/null | sort",
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let r = run([
+            "lab".as_ref(),
+            "down".as_ref(),
+            "--dir".as_ref(),
+            self.dir.as_os_str(),
+        ] as [&std::ffi::OsStr; 4]);
+        if r.code != 0 {
+            eprintln!("lab down: {}", r.all());
+        }
+    }
+}
+
+fn unsafe_geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Parse a JSON report file.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// (host, task) pairs that changed, from a JSON report.
+pub fn changed_tasks(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "changed")
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
