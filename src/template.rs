@@ -143,8 +143,8 @@ impl Templates {
     /// Render an inline string keeping the value's type when it is a single expression
     /// (`"{{ items }}"` yields the list itself, as Ansible does).
     pub fn render_value(&self, src: &str, ctx: &Value, what: &str) -> Result<Value, TemplateError> {
-        let trimmed = src.trim();
-        if let Some(inner) = trimmed
+        // Only a value that is exactly one expression keeps its type: "{{ x }}\n" is text.
+        if let Some(inner) = src
             .strip_prefix("{{")
             .and_then(|s| s.strip_suffix("}}"))
             .filter(|inner| !inner.contains("{{") && !inner.contains("}}"))
@@ -246,33 +246,33 @@ impl<T: DeserializeOwned + Clone> Tpl<T> {
             Tpl::Literal(v) => Ok(v.clone()),
             Tpl::Template(src) => {
                 let value = t.render_value(src, ctx, what)?;
-                // Strings rendered from templates may read as other scalars ("0644", "true").
-                let yaml: serde_yaml::Value = match value.as_str() {
-                    Some(s) => serde_yaml::from_str(s)
+                let type_err = |message: String| TemplateError::Type {
+                    what: what.to_string(),
+                    value: value.to_string(),
+                    expected: short_type_name::<T>(),
+                    message,
+                };
+                if let Some(text) = value.as_str() {
+                    // Text is taken as it is when the target reads text (strings, modes,
+                    // enums); otherwise it is read as a YAML scalar ("true", "6443").
+                    if let Ok(v) = T::deserialize(serde_yaml::Value::String(text.to_string())) {
+                        return Ok(v);
+                    }
+                    let scalar: serde_yaml::Value = serde_yaml::from_str(text)
                         .ok()
                         .filter(|v: &serde_yaml::Value| !v.is_mapping() && !v.is_sequence())
-                        .unwrap_or_else(|| serde_yaml::Value::String(s.to_string())),
-                    None => serde_yaml::to_value(&value).map_err(|e| TemplateError::Type {
-                        what: what.to_string(),
-                        value: value.to_string(),
-                        expected: std::any::type_name::<T>(),
-                        message: e.to_string(),
-                    })?,
-                };
-                T::deserialize(yaml.clone())
-                    .or_else(|first| {
-                        // A string target takes the text as rendered.
-                        value
-                            .as_str()
-                            .map(|s| T::deserialize(serde_yaml::Value::String(s.to_string())))
-                            .unwrap_or(Err(first))
-                    })
-                    .map_err(|e| TemplateError::Type {
-                        what: what.to_string(),
-                        value: value.to_string(),
-                        expected: short_type_name::<T>(),
-                        message: e.to_string(),
-                    })
+                        .unwrap_or_else(|| serde_yaml::Value::String(text.to_string()));
+                    return T::deserialize(scalar).map_err(|e| type_err(e.to_string()));
+                }
+                let yaml = serde_yaml::to_value(&value).map_err(|e| type_err(e.to_string()))?;
+                T::deserialize(yaml.clone()).or_else(|first| {
+                    // A string target takes a number or boolean as its text.
+                    if yaml.is_mapping() || yaml.is_sequence() {
+                        return Err(type_err(first.to_string()));
+                    }
+                    T::deserialize(serde_yaml::Value::String(value.to_string()))
+                        .map_err(|_| type_err(first.to_string()))
+                })
             }
         }
     }
@@ -426,6 +426,10 @@ mod tests {
         assert_eq!(lit.resolve(&t, &ctx(), "p").unwrap(), 22);
         let tpl: Tpl<u16> = serde_yaml::from_str("'{{ port }}'").unwrap();
         assert_eq!(tpl.resolve(&t, &ctx(), "p").unwrap(), 6443);
+        let as_text: Tpl<String> = serde_yaml::from_str("'{{ port }}'").unwrap();
+        assert_eq!(as_text.resolve(&t, &ctx(), "p").unwrap(), "6443");
+        let nl: Tpl<String> = serde_yaml::from_str("\"{{ name }}\\n\"").unwrap();
+        assert_eq!(nl.resolve(&t, &ctx(), "n").unwrap(), "worker-01\n");
         let s: Tpl<String> = serde_yaml::from_str("'0644'").unwrap();
         assert_eq!(s.resolve(&t, &ctx(), "m").unwrap(), "0644");
         let bad: Result<Tpl<u16>, _> = serde_yaml::from_str("abc");

@@ -48,12 +48,12 @@ fn every_module_converges_then_a_second_apply_changes_nothing() {
     assert!(!unit.contains("--insecure-port"), "{unit}");
     assert!(unit.contains("--advertise-address=10.0.0.10"), "{unit}");
     assert_eq!(
-        lab.ssh("worker-01", "stat -c %a /tmp/bsctl-test/app.conf")
+        lab.ssh("worker-01", "stat -c %a /etc/bsctl-test/app.conf")
             .trim(),
         "600"
     );
     assert_eq!(
-        lab.ssh("worker-03", "cat /tmp/bsctl-test/item-b"),
+        lab.ssh("worker-03", "cat /etc/bsctl-test/item-b"),
         "b on WORKER-03\n"
     );
     assert!(lab
@@ -70,7 +70,7 @@ fn every_module_converges_then_a_second_apply_changes_nothing() {
         "enabled"
     );
     assert!(lab
-        .ssh("worker-01", "ls /tmp/bsctl-test")
+        .ssh("worker-01", "ls /etc/bsctl-test")
         .contains("handler-ran"));
 
     let second = apply(&lab, &pb, &[], &out.join("2.json"));

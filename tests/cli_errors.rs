@@ -21,7 +21,7 @@ fn playbook_errors_name_file_line_and_column() {
         ),
         (
             "- hosts: workers\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n",
-            ":3:36: [0].tasks[0].copy: unknown field `mdoe`, expected one of `content`, `src`, `dest`, `mode`, `owner`, `group`",
+            ":3:36: [0].tasks[0].copy: unknown field `mdoe`, expected one of `content`, `src`, `dest`, `mode`, `owner`, `group`, `force`",
         ),
         (
             "- hosts: workers\n  tasks:\n    - systemd: {name: k, enabled: maybe}\n",

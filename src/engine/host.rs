@@ -176,8 +176,16 @@ impl HostRunner<'_> {
                 continue;
             }
             if let Ok(ctx) = self.context(task, None) {
-                if let Ok(m) = self.resolve(task, &ctx) {
-                    reads.extend(m.reads());
+                let what = format!("task {:?}", task.display_name());
+                let cx = ResolveCx {
+                    templates: &self.run.templates,
+                    vars: &ctx,
+                    base_dir: &self.run.base_dir,
+                    what: &what,
+                };
+                // A task whose arguments need results of earlier tasks reads when it runs.
+                if let Ok(r) = task.module.reads(&cx) {
+                    reads.extend(r);
                 }
             }
         }
@@ -399,7 +407,7 @@ impl HostRunner<'_> {
             Planned::NoChange { reason } => return Step::new(TaskStatus::Ok, reason),
             Planned::Change { ops, diffs } => (ops, diffs),
         };
-        if self.run.opts.check {
+        if task.check_mode.unwrap_or(self.run.opts.check) {
             if module.runs_commands() {
                 return Step::new(TaskStatus::Skipped, "check mode: command not run");
             }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::hosts::{self, PlannedHost, MAX_HOSTS};
 use super::namespace::{self, HostMounts, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
-use super::{inventory, keys, probe, procs, sshd_config, HostStatus, LabError, LabInfo, LabSpec};
+use super::{
+    inventory, keys, probe, procs, sshd_config, units, HostStatus, LabError, LabInfo, LabSpec,
+};
 
 /// How long `up` waits for every sshd to answer.
 const UP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -204,6 +206,8 @@ fn prepare_host(
     fresh_dir(&hd.state())?;
     fresh_dir(&hd.log())?;
     fresh_dir(&hd.etc_upper())?;
+    let store = hd.state().join("systemd");
+    units::init_store(&store).map_err(LabError::io(format!("creating {}", store.display())))?;
     fresh_dir(&hd.etc_work())?;
     let write = |p: PathBuf, text: &str| {
         fs::write(&p, text).map_err(LabError::io(format!("writing {}", p.display())))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -291,6 +291,17 @@ pub struct Store {
     file: PathBuf,
     _lock: fs::File,
     pub state: State,
+}
+
+/// Creates an empty store in `dir` (the host's view of STATE_DIR) at `lab up`, so that
+/// read-only verbs (`show`, `is-active`) on a fresh host never create files, as on real systemd.
+pub fn init_store(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::write(dir.join("lock"), b"")?;
+    fs::write(
+        dir.join("state.json"),
+        serde_json::to_string_pretty(&State::default()).expect("state serializes"),
+    )
 }
 
 impl Store {

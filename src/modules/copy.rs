@@ -18,10 +18,13 @@ pub struct Args {
     pub mode: Option<Tpl<Mode>>,
     pub owner: Option<Tpl<String>>,
     pub group: Option<Tpl<String>>,
+    /// `false`: only create `dest` when it does not exist (Ansible's `force: no`).
+    pub force: Option<Tpl<bool>>,
 }
 
 #[derive(Debug)]
 pub struct Copy {
+    force: bool,
     dest: String,
     content: Vec<u8>,
     mode: Option<Mode>,
@@ -53,6 +56,7 @@ impl Args {
             }
         };
         Ok(Copy {
+            force: opt(&self.force, cx)?.unwrap_or(true),
             dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,
             content,
             mode: opt(&self.mode, cx)?,
@@ -67,6 +71,11 @@ impl Module for Copy {
         vec![Read::File(self.dest.clone())]
     }
     fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        if !self.force && view.file(&self.dest).is_some_and(|f| f.exists()) {
+            return Ok(Planned::NoChange {
+                reason: format!("{} exists (force: false)", self.dest),
+            });
+        }
         plan_file(
             view,
             WantFile {

@@ -96,6 +96,19 @@ impl ModuleArgs {
         }
     }
 
+    /// What the module will read, for the batched read before the first task. A template's
+    /// destination is known without rendering its body (which may use facts not read yet).
+    pub fn reads(&self, cx: &ResolveCx<'_>) -> Result<Vec<crate::hoststate::Read>, ModuleError> {
+        match self {
+            ModuleArgs::Template(a) => Ok(vec![crate::hoststate::Read::File(a.dest.resolve(
+                cx.templates,
+                cx.vars,
+                cx.what,
+            )?)]),
+            _ => Ok(self.resolve(cx)?.reads()),
+        }
+    }
+
     pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Box<dyn Module>, ModuleError> {
         Ok(match self {
             ModuleArgs::Template(a) => Box::new(a.resolve(cx)?),

@@ -170,6 +170,9 @@ pub struct Task {
     pub vars: serde_yaml::Mapping,
     pub become_: Option<bool>,
     pub become_user: Option<String>,
+    /// `false`: run even in --check (read-only commands whose output later tasks need);
+    /// `true`: never change anything, even without --check.
+    pub check_mode: Option<bool>,
 }
 
 impl Task {
@@ -198,6 +201,7 @@ const TASK_KEYWORDS: &[&str] = &[
     "vars",
     "become",
     "become_user",
+    "check_mode",
 ];
 
 impl<'de> Deserialize<'de> for Task {
@@ -226,6 +230,7 @@ struct Keywords {
     vars: serde_yaml::Mapping,
     become_: Option<bool>,
     become_user: Option<String>,
+    check_mode: Option<bool>,
 }
 
 impl<'de> Visitor<'de> for TaskVisitor {
@@ -259,6 +264,7 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 "vars" => t.vars = map.next_value()?,
                 "become" => t.become_ = Some(map.next_value()?),
                 "become_user" => t.become_user = Some(map.next_value()?),
+                "check_mode" => t.check_mode = Some(map.next_value()?),
                 other => match canonical_name(other) {
                     Some(m) => {
                         if let Some(prev) = &module {
@@ -306,6 +312,7 @@ impl<'de> Visitor<'de> for TaskVisitor {
             vars: t.vars,
             become_: t.become_,
             become_user: t.become_user,
+            check_mode: t.check_mode,
         })
     }
 }

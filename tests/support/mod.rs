@@ -147,7 +147,7 @@ impl Lab {
     pub fn tree_hash(&self, host: &str) -> String {
         self.ssh(
             host,
-            "find /etc/kubernetes /etc/systemd/system /var/lib/kubelet /etc/containerd /etc/fstab /var/lib/bootstrapctl-lab /tmp/bsctl-test \
+            "find /etc/kubernetes /etc/systemd/system /var/lib/kubelet /etc/containerd /etc/fstab /var/lib/bootstrapctl-lab /etc/bsctl-test \
              -exec stat -c '%n %a %U %G %s' {} \\; -type f -exec sha256sum {} \\; 2>/dev/null | sort",
         )
     }
