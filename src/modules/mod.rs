@@ -5,6 +5,8 @@ pub mod command;
 pub mod copy;
 pub mod file;
 pub mod file_common;
+#[cfg(test)]
+mod fixtures;
 pub mod kube_flags;
 pub mod swap;
 pub mod systemd;
