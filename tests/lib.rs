@@ -5,4 +5,5 @@ mod support;
 
 mod apply;
 mod cli_errors;
+mod engine;
 mod host_keys;

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Fleet benchmark: bootstrapctl against N lab hosts, as ratios to an OpenSSH floor.
+
+Brings a lab of N workers up, then measures, several times each (medians):
+  floor   N `ssh -o ControlMaster=no -o KexAlgorithms=curve25519-sha256 HOST true` at once
+  noop    apply of the worker workload on hosts where everything is in place
+  check   `apply --check --diff` on fresh hosts
+  first   first apply on fresh hosts
+and prints a table of medians, ratios to the floor, SSH round trips per host on the no-op
+run (from the JSON report) and bootstrapctl's peak RSS. Run as root from the repo root:
+
+    cargo build --release && python3 bench/fleet.py --hosts 50 200 --runs 5
+
+Only 127.x loopback addresses are touched; every loop is bounded.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "abcdef.0123456789abcdef"
+
+
+def run(cmd, check=True, quiet=True):
+    """Run cmd; return (seconds, peak RSS in KiB of that process tree's largest member)."""
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if quiet else None,
+                         stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.monotonic() - start
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if check and code != 0:
+        sys.exit(f"command failed ({code}): {' '.join(cmd)}\n{err}")
+    return elapsed, usage.ru_maxrss
+
+
+class Lab:
+    def __init__(self, binary, n, subnet):
+        self.binary, self.n, self.subnet = binary, n, subnet
+        self.dir = tempfile.mkdtemp(prefix=f"bsctl-bench-{n}-")
+
+    def up(self):
+        run([self.binary, "lab", "up", "--workers", str(self.n), "--dir", self.dir,
+             "--subnet", str(self.subnet)])
+        with open(os.path.join(self.dir, "inventory.yaml")) as f:
+            self.addresses = [l.split(":", 1)[1].strip() for l in f
+                              if l.strip().startswith("ansible_host:")]
+        assert len(self.addresses) == self.n, self.addresses
+
+    def down(self):
+        run([self.binary, "lab", "down", "--dir", self.dir], check=False)
+
+    def fresh(self):
+        self.down()
+        self.up()
+
+    def floor(self):
+        """N OpenSSH clients started at once, one per host; wall time until all exit."""
+        cmds = [["ssh", "-o", "ControlMaster=no", "-o", "KexAlgorithms=curve25519-sha256",
+                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
+                 "-o", "StrictHostKeyChecking=yes", "-i", f"{self.dir}/id_ed25519",
+                 "-p", "2222", f"root@{a}", "true"] for a in self.addresses]
+        start = time.monotonic()
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for c in cmds]
+        for p in procs:
+            if p.wait() != 0:
+                sys.exit("floor ssh failed: " + p.stderr.read().decode())
+        return time.monotonic() - start
+
+    def apply(self, *extra, report=None):
+        cmd = [self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
+               "--forks", str(self.n),
+               "-e", f"bootstrap_token={TOKEN}", "-e", "api_server=https://127.0.0.1:6443",
+               "-e", "ca_data=Y2EK", *extra]
+        if report:
+            cmd += ["--output", "json", report]
+        return run(cmd)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def bench(binary, n, runs, subnet):
+    lab = Lab(binary, n, subnet)
+    rows = {}
+    rss = 0
+    try:
+        lab.up()
+        lab.floor()  # warm caches (sshd binary, keys) before measuring
+        floor = [lab.floor() for _ in range(runs)]
+        first, check = [], []
+        for _ in range(runs):
+            lab.fresh()
+            t, r = lab.apply("--check", "--diff")
+            check.append(t)
+            rss = max(rss, r)
+            lab.fresh()
+            t, r = lab.apply()
+            first.append(t)
+            rss = max(rss, r)
+        noop = []
+        report = os.path.join(lab.dir, "noop.json")
+        for _ in range(runs):
+            t, r = lab.apply(report=report)
+            noop.append(t)
+            rss = max(rss, r)
+        with open(report) as f:
+            rep = json.load(f)
+        changed = sum(h["changed"] for h in rep["recap"].values())
+        trips = max(h["round_trips"] for h in rep["recap"].values())
+        rows = {"floor": median(floor), "noop": median(noop), "check": median(check),
+                "first": median(first)}
+        return rows, trips, changed, rss
+    finally:
+        lab.down()
+        shutil.rmtree(lab.dir, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hosts", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrapctl"))
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the lab starts sshd in namespaces")
+    if not os.path.exists(a.binary):
+        sys.exit(f"{a.binary} missing: run `cargo build --release` first")
+    print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds")
+    print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
+          f"{'first':>7} {'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
+    for i, n in enumerate(a.hosts):
+        rows, trips, changed, rss = bench(a.binary, n, a.runs, 60 + i)
+        f = rows["floor"]
+        print(f"{n:>5} {f:7.2f} {rows['noop']:7.2f} {rows['noop']/f:6.2f} "
+              f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
+              f"{rows['first']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
+              + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+//! Engine behaviour on local-connection hosts: serial batches, failure policy, handlers,
+//! tags, loops, register, run_once, delegate_to. No root needed.
+
+use crate::support::{json, run, tempdir};
+
+fn setup(tag: &str, hosts: usize, playbook: &str) -> (std::path::PathBuf, String, String) {
+    let d = tempdir(tag);
+    let mut inv = String::from(
+        "all:\n  vars:\n    ansible_connection: local\n  children:\n    nodes:\n      hosts:\n",
+    );
+    for i in 1..=hosts {
+        inv.push_str(&format!("        h{i}:\n"));
+    }
+    std::fs::write(d.join("inv.yaml"), inv).unwrap();
+    let pb = playbook.replace("DIR", &d.display().to_string());
+    std::fs::write(d.join("pb.yaml"), pb).unwrap();
+    let inv = d.join("inv.yaml").display().to_string();
+    let pb = d.join("pb.yaml").display().to_string();
+    (d, inv, pb)
+}
+
+fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn serial_batches_stop_after_a_batch_exceeds_max_fail_percentage() {
+    let (d, inv, pb) = setup(
+        "serial",
+        6,
+        "- hosts: nodes\n  gather_facts: false\n  serial: 2\n  max_fail_percentage: 0\n  tasks:\n    - name: fail on h3\n      shell: test {{ inventory_hostname }} != h3\n    - name: mark\n      copy: {content: x, dest: 'DIR/{{ inventory_hostname }}'}\n",
+    );
+    let report = d.join("r.json");
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let res = results(&json(&report));
+    let hosts_that_ran: std::collections::BTreeSet<_> =
+        res.iter().map(|(h, _, _)| h.clone()).collect();
+    // Batches [h1,h2] then [h3,h4]: h3 fails, so [h5,h6] never start.
+    assert_eq!(
+        hosts_that_ran.into_iter().collect::<Vec<_>>(),
+        ["h1", "h2", "h3", "h4"]
+    );
+    assert!(res.contains(&("h3".into(), "fail on h3".into(), "failed".into())));
+    assert!(d.join("h4").exists() && !d.join("h3").exists() && !d.join("h5").exists());
+}
+
+#[test]
+fn a_failed_host_does_not_stop_the_others_without_a_threshold() {
+    let (d, inv, pb) = setup(
+        "nothreshold",
+        3,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - shell: test {{ inventory_hostname }} != h2\n    - copy: {content: x, dest: 'DIR/{{ inventory_hostname }}'}\n",
+    );
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(d.join("h1").exists() && d.join("h3").exists() && !d.join("h2").exists());
+    assert!(
+        r.stdout
+            .contains("h2   : ok=0    changed=0    unreachable=0    failed=1"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn handlers_run_once_at_the_end_in_definition_order_only_where_notified() {
+    let (d, inv, pb) = setup(
+        "handlers",
+        2,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: a\n      copy: {content: a, dest: 'DIR/{{ inventory_hostname }}-a'}\n      notify: [second, first]\n    - name: b\n      copy: {content: b, dest: 'DIR/{{ inventory_hostname }}-b'}\n      notify: first\n      when: inventory_hostname == 'h1'\n    - name: c\n      shell: echo task >> DIR/{{ inventory_hostname }}-log\n  handlers:\n    - name: first\n      shell: echo first >> DIR/{{ inventory_hostname }}-log\n    - name: second\n      shell: echo second >> DIR/{{ inventory_hostname }}-log\n",
+    );
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    for h in ["h1", "h2"] {
+        let log = std::fs::read_to_string(d.join(format!("{h}-log"))).unwrap();
+        assert_eq!(log, "task\nfirst\nsecond\n", "{h}");
+    }
+    // Second run: nothing changes, so no handler runs.
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(d.join("h1-log")).unwrap(),
+        "task\nfirst\nsecond\ntask\n"
+    );
+}
+
+#[test]
+fn tags_loops_register_and_run_once() {
+    let (d, inv, pb) = setup(
+        "tags",
+        3,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: once\n      shell: echo ran-on-{{ inventory_hostname }} >> DIR/once\n      run_once: true\n      register: o\n    - name: looped\n      copy: {content: '{{ item }}', dest: 'DIR/{{ inventory_hostname }}-{{ item }}'}\n      loop: [x, y]\n      tags: [files]\n    - name: untagged\n      copy: {content: u, dest: 'DIR/{{ inventory_hostname }}-u'}\n    - name: uses register\n      copy: {content: '{{ o.rc }}', dest: 'DIR/{{ inventory_hostname }}-rc'}\n      tags: [files]\n",
+    );
+    let r = run(["apply", "-i", &inv, &pb, "--skip-tags", "files"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(d.join("once"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    assert!(d.join("h2-u").exists() && !d.join("h2-x").exists());
+    let r = run(["apply", "-i", &inv, &pb, "--tags", "files"]);
+    assert_eq!(
+        r.code,
+        1,
+        "`o` is undefined when `once` is skipped by tags: {}",
+        r.all()
+    );
+    assert!(
+        r.stdout.contains("undefined variable `o.rc`"),
+        "{}",
+        r.stdout
+    );
+    assert!(d.join("h2-x").exists() && d.join("h2-y").exists());
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(d.join("once"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(std::fs::read_to_string(d.join("h3-y")).unwrap(), "y");
+    assert_eq!(std::fs::read_to_string(d.join("h3-rc")).unwrap(), "0");
+}
+
+#[test]
+fn unreachable_host_is_reported_and_the_others_finish() {
+    let d = tempdir("unreachable");
+    std::fs::write(
+        d.join("inv.yaml"),
+        format!(
+            "all:\n  hosts:\n    good:\n      ansible_connection: local\n    gone:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n      ansible_ssh_common_args: -o UserKnownHostsFile={}/kh\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("pb.yaml"),
+        format!("- hosts: all\n  tasks:\n    - copy: {{content: x, dest: '{}/{{{{ inventory_hostname }}}}'}}\n", d.display()),
+    )
+    .unwrap();
+    let r = run([
+        "apply",
+        "-i",
+        &d.join("inv.yaml").display().to_string(),
+        &d.join("pb.yaml").display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stdout.contains("unreachable: [gone]"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("cannot connect to gone (127.0.0.1:1)"),
+        "{}",
+        r.stdout
+    );
+    assert!(d.join("good").exists());
+}
