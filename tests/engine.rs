@@ -178,3 +178,28 @@ fn unreachable_host_is_reported_and_the_others_finish() {
     );
     assert!(d.join("good").exists());
 }
+
+#[test]
+fn ctrl_c_lets_the_running_task_finish_starts_no_other_and_exits_130() {
+    let (d, inv, pb) = setup(
+        "interrupt",
+        1,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: slow\n      shell: sleep 2 && echo done > DIR/slow\n    - name: next\n      copy: {content: x, dest: 'DIR/next'}\n",
+    );
+    let child = std::process::Command::new(crate::support::bin())
+        .args(["apply", "-i", &inv, &pb])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert_eq!(std::fs::read_to_string(d.join("slow")).unwrap(), "done\n");
+    assert!(!d.join("next").exists());
+    assert!(stdout.contains("PLAY RECAP"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+}

@@ -72,7 +72,7 @@ impl HostRunner<'_> {
         };
         self.prefetch(&play.tasks, play.gather_facts);
         for (i, task) in play.tasks.iter().enumerate() {
-            if self.state.aborted() {
+            if self.state.aborted() || self.run.is_interrupted() {
                 break;
             }
             if !self.run.opts.tags_allow(&task.tags, &play.tags) {
@@ -95,7 +95,7 @@ impl HostRunner<'_> {
             }
         }
         for handler in &play.handlers {
-            if self.state.aborted() {
+            if self.state.aborted() || self.run.is_interrupted() {
                 break;
             }
             let name = handler.name.clone().unwrap_or_default();

@@ -69,6 +69,10 @@ pub struct RunCx {
 }
 
 impl RunCx {
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         playbook: Playbook,
@@ -201,8 +205,16 @@ async fn run_plays(cx: Arc<RunCx>) {
     {
         let cx = cx.clone();
         tokio::spawn(async move {
+            // First Ctrl-C: no new task starts, writes in flight finish, the recap is printed.
             if tokio::signal::ctrl_c().await.is_ok() {
                 cx.interrupted.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "interrupted: finishing the tasks in flight (Ctrl-C again to abort at once)"
+                );
+            }
+            // Second: abort now. Atomic writes leave either the old or the new file.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(crate::error::exit::INTERRUPTED);
             }
         });
     }
@@ -240,12 +252,14 @@ async fn run_plays(cx: Arc<RunCx>) {
                     }
                     let h = host.clone();
                     let out = tokio::task::spawn_blocking(move || {
-                        host::HostRunner {
+                        let out = host::HostRunner {
                             run: &cx,
                             state: &state,
                             host: &h,
                         }
-                        .run()
+                        .run();
+                        cx.reporter.host_done(&h);
+                        out
                     })
                     .await
                     .expect("host thread panicked");

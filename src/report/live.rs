@@ -124,6 +124,12 @@ impl Reporter for ProgressReporter {
             let _ = self.multi.println(self.redactor.redact(&l));
         }
     }
+    fn host_done(&self, host: &str) {
+        if let Some(b) = self.hosts.lock().expect("bars").remove(host) {
+            b.finish_and_clear();
+            self.multi.remove(&b);
+        }
+    }
     fn play_done(&self, _play: &str) {
         for (_, b) in self.hosts.lock().expect("bars").drain() {
             b.finish_and_clear();

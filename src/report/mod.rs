@@ -15,6 +15,8 @@ pub trait Reporter: Send + Sync {
     fn play_start(&self, play: &str, hosts: usize);
     fn task_start(&self, host: &str, task: &str);
     fn task_done(&self, result: &TaskResult);
+    /// A host finished the play (its spinner can go).
+    fn host_done(&self, _host: &str) {}
     fn play_done(&self, play: &str);
     /// Stop drawing before the final output.
     fn finish(&self) {}
