@@ -1,7 +1,7 @@
 //! Batched remote reads: one POSIX sh script reads every path, unit and fact a host's tasks
 //! need, in one round trip; `parse_reads` is the pure parser of what it prints.
 
-use base64::Engine as _;
+use std::collections::BTreeMap;
 
 use super::{Facts, FileKind, FileState, HostView, UnitState};
 use crate::transport::sh_quote;
@@ -30,39 +30,74 @@ pub enum ReadError {
     },
 }
 
-const FACTS_SCRIPT: &str = r#"printf 'H %s\n' "$(hostname 2>/dev/null || cat /etc/hostname)"
+/// Facts from /proc and builtins: one `uname` and one subshell, no other process.
+const FACTS_SCRIPT: &str = r#"echo '@@ facts'
+read -r h < /proc/sys/kernel/hostname; printf 'H %s\n' "$h"
 ( . /etc/os-release 2>/dev/null; printf 'O %s|%s|%s\n' "$ID" "$VERSION_ID" "$PRETTY_NAME" )
-printf 'K %s|%s\n' "$(uname -r)" "$(uname -m)"
+read -r k < /proc/sys/kernel/osrelease; printf 'K %s|%s\n' "$k" "$(uname -m)"
 if [ -d /run/systemd/system ]; then echo 'Y 1'; else echo 'Y 0'; fi
 "#;
 
-/// The script that performs `reads`; prints one `@@ N` header per read, then its record.
+/// The script that performs `reads`. It costs a handful of processes whatever the number of
+/// paths: one `stat` for every path, one `cat` for every regular file's bytes (split again by
+/// the sizes `stat` gave), one `systemctl show` for every unit.
+///
+/// Output, in this order, each section present only when asked for:
+/// `@@ facts` (tagged lines), `@@ swaps` (/proc/swaps), `@@ units` (`systemctl show` blocks),
+/// `@@ stat` (`TYPE|MODE|USER|GROUP|SIZE|PATH` per existing path), `@@ content N` followed by
+/// the raw bytes of the N regular files, then `\n@@ end\n`.
 pub fn reads_script(reads: &[Read]) -> String {
-    let mut s = String::from(
-        "rd_file() {\n\
-         if [ -d \"$1\" ]; then printf 'D %s\\n' \"$(stat -c '%a %U %G' -- \"$1\")\";\n\
-         elif [ -f \"$1\" ]; then printf 'F %s ' \"$(stat -c '%a %U %G' -- \"$1\")\"; base64 -w0 -- \"$1\" || printf '!'; printf '\\n';\n\
-         elif [ -e \"$1\" ] || [ -L \"$1\" ]; then printf 'X %s\\n' \"$(stat -c '%a %U %G' -- \"$1\")\";\n\
-         else printf 'A\\n'; fi\n}\n",
-    );
-    for (i, r) in reads.iter().enumerate() {
-        s.push_str(&format!("echo '@@ {i}'\n"));
-        match r {
-            Read::File(p) => s.push_str(&format!("rd_file {}\n", sh_quote(p))),
-            Read::Unit(u) => s.push_str(&format!(
-                "systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload -- {} 2>/dev/null; true\n",
-                sh_quote(&super::unit_name(u))
-            )),
-            Read::Swaps => s.push_str("cat /proc/swaps 2>/dev/null; true\n"),
-            Read::Facts => {
-                s.push_str(FACTS_SCRIPT);
-                s.push_str("cat /proc/swaps 2>/dev/null | sed 's/^/S /'; true\n");
+    let mut s = String::from("LC_ALL=C; export LC_ALL\n");
+    let facts = reads.contains(&Read::Facts);
+    if facts {
+        s.push_str(FACTS_SCRIPT);
+    }
+    if facts || reads.contains(&Read::Swaps) {
+        s.push_str("echo '@@ swaps'\nwhile IFS= read -r l; do printf '%s\\n' \"$l\"; done < /proc/swaps 2>/dev/null\n");
+    }
+    let units: Vec<String> = reads
+        .iter()
+        .filter_map(|r| match r {
+            Read::Unit(u) => Some(sh_quote(&super::unit_name(u))),
+            _ => None,
+        })
+        .collect();
+    if !units.is_empty() {
+        s.push_str(&format!(
+            "echo '@@ units'\nsystemctl show -p Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload -- {} 2>/dev/null\n",
+            units.join(" ")
+        ));
+    }
+    let paths: Vec<String> = file_paths(reads).iter().map(|p| sh_quote(p)).collect();
+    s.push_str("echo '@@ stat'\n");
+    if !paths.is_empty() {
+        let list = paths.join(" ");
+        s.push_str(&format!(
+            "stat -L -c '%F|%a|%U|%G|%s|%n' -- {list} 2>/dev/null\n\
+             set --; for f in {list}; do [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done\n\
+             printf '@@ content %s\\n' \"$#\"\n\
+             [ \"$#\" -eq 0 ] || cat -- \"$@\"\n"
+        ));
+    } else {
+        s.push_str("echo '@@ content 0'\n");
+    }
+    s.push_str("printf '\\n@@ end\\n'\n");
+    s
+}
+
+fn file_paths(reads: &[Read]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in reads {
+        if let Read::File(p) = r {
+            if !out.contains(&p.as_str()) {
+                out.push(p);
             }
         }
     }
-    s.push_str("echo '@@ end'\n");
-    s
+    out
 }
+
+type Stat = (String, u32, String, String, usize);
 
 /// Parse what `reads_script(reads)` printed and store it in `view`.
 pub fn parse_reads(
@@ -71,76 +106,174 @@ pub fn parse_reads(
     stderr: &[u8],
     view: &mut HostView,
 ) -> Result<(), ReadError> {
-    let text = String::from_utf8_lossy(stdout);
-    let mut sections: Vec<Vec<&str>> = Vec::new();
-    let mut ended = false;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("@@ ") {
-            if rest == "end" {
-                ended = true;
-                break;
+    let truncated = |got: usize| ReadError::Truncated {
+        expected: reads.len(),
+        got,
+        stderr: String::from_utf8_lossy(stderr).trim().to_string(),
+    };
+    let marker = b"@@ content ";
+    let at = find(stdout, marker).ok_or_else(|| truncated(0))?;
+    let head = String::from_utf8_lossy(&stdout[..at]);
+    let rest = &stdout[at + marker.len()..];
+    let nl = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| truncated(0))?;
+    let count: usize = std::str::from_utf8(&rest[..nl])
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| truncated(0))?;
+    let body = &rest[nl + 1..];
+
+    let mut section = "";
+    let mut facts_lines = Vec::new();
+    let mut swap_lines = Vec::new();
+    let mut unit_lines = Vec::new();
+    let mut stats: BTreeMap<String, Stat> = BTreeMap::new();
+    for line in head.lines() {
+        if let Some(name) = line.strip_prefix("@@ ") {
+            section = match name {
+                "facts" => "facts",
+                "swaps" => "swaps",
+                "units" => "units",
+                "stat" => "stat",
+                _ => "",
+            };
+            continue;
+        }
+        match section {
+            "facts" => facts_lines.push(line),
+            "swaps" => swap_lines.push(line),
+            "units" => unit_lines.push(line),
+            "stat" => {
+                let f: Vec<&str> = line.splitn(6, '|').collect();
+                let [kind, mode, user, group, size, path] = f[..] else {
+                    return Err(record(line, "expected TYPE|MODE|USER|GROUP|SIZE|PATH"));
+                };
+                let mode = u32::from_str_radix(mode, 8).map_err(|_| record(line, "bad mode"))?;
+                let size = size.parse().map_err(|_| record(line, "bad size"))?;
+                stats.insert(
+                    path.to_string(),
+                    (
+                        kind.to_string(),
+                        mode,
+                        user.to_string(),
+                        group.to_string(),
+                        size,
+                    ),
+                );
             }
-            sections.push(Vec::new());
-        } else if let Some(cur) = sections.last_mut() {
-            cur.push(line);
+            _ => {}
         }
     }
-    if !ended || sections.len() != reads.len() {
-        return Err(ReadError::Truncated {
-            expected: reads.len(),
-            got: sections.len(),
-            stderr: String::from_utf8_lossy(stderr).trim().to_string(),
-        });
+
+    // The regular files, in the order `cat` printed them.
+    let paths = file_paths(reads);
+    let regular: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| stats.get(*p).is_some_and(|s| s.0.starts_with("regular")))
+        .collect();
+    let total: usize = regular.iter().map(|p| stats[*p].4).sum();
+    let changed = || ReadError::Record {
+        index: 0,
+        what: "file contents".into(),
+        message: "files changed while being read; run again".into(),
+    };
+    if regular.len() != count {
+        return Err(changed());
     }
-    for (index, (read, lines)) in reads.iter().zip(sections).enumerate() {
-        let err = |message: String| ReadError::Record {
-            index,
-            what: format!("{read:?}"),
-            message,
+    if body.len() < total || !body[total..].starts_with(b"\n@@ end\n") {
+        return if find(body, b"\n@@ end\n").is_some() {
+            Err(changed())
+        } else {
+            Err(truncated(count))
         };
-        match read {
-            Read::File(path) => view.set_file(path, parse_file(&lines).map_err(err)?),
-            Read::Unit(name) => view.set_unit(name, parse_unit(&lines)),
-            Read::Swaps => view.set_swaps(parse_swaps(&lines)),
-            Read::Facts => view.set_facts(parse_facts(&lines)),
+    }
+    let mut offset = 0;
+    for p in &paths {
+        let state = match stats.get(*p) {
+            None => FileState::absent(),
+            Some((kind, mode, owner, group, size)) => {
+                let (kind, content) = if kind.starts_with("regular") {
+                    let c = body[offset..offset + size].to_vec();
+                    offset += size;
+                    (FileKind::File, Some(c))
+                } else if kind == "directory" {
+                    (FileKind::Directory, None)
+                } else {
+                    (FileKind::Other, None)
+                };
+                FileState {
+                    kind,
+                    mode: *mode,
+                    owner: owner.clone(),
+                    group: group.clone(),
+                    content,
+                }
+            }
+        };
+        view.set_file(p, state);
+    }
+    if reads.contains(&Read::Facts) {
+        let mut f = parse_facts(&facts_lines);
+        f.swap_devices = parse_swaps(&swap_lines);
+        view.set_facts(f);
+    }
+    if reads.contains(&Read::Facts) || reads.contains(&Read::Swaps) {
+        view.set_swaps(parse_swaps(&swap_lines));
+    }
+    let units: Vec<&Read> = reads
+        .iter()
+        .filter(|r| matches!(r, Read::Unit(_)))
+        .collect();
+    let blocks = parse_unit_blocks(&unit_lines);
+    for (i, r) in units.iter().enumerate() {
+        if let Read::Unit(name) = r {
+            let full = super::unit_name(name);
+            let state = blocks
+                .iter()
+                .find(|(id, _)| id.as_deref() == Some(full.as_str()))
+                .or_else(|| blocks.get(i).filter(|(id, _)| id.is_none()))
+                .map(|(_, u)| u.clone())
+                .unwrap_or_default();
+            view.set_unit(name, state);
         }
     }
     Ok(())
 }
 
-fn parse_file(lines: &[&str]) -> Result<FileState, String> {
-    let line = lines.first().ok_or("no record")?;
-    if *line == "A" {
-        return Ok(FileState::absent());
+fn record(line: &str, message: &str) -> ReadError {
+    ReadError::Record {
+        index: 0,
+        what: format!("stat line {line:?}"),
+        message: message.to_string(),
     }
-    let mut parts = line.splitn(5, ' ');
-    let tag = parts.next().unwrap_or_default();
-    let mode = parts.next().ok_or("missing mode")?;
-    let owner = parts.next().ok_or("missing owner")?.to_string();
-    let group = parts.next().ok_or("missing group")?.to_string();
-    let mode = u32::from_str_radix(mode, 8).map_err(|e| format!("bad mode {mode:?}: {e}"))?;
-    let (kind, content) = match tag {
-        "D" => (FileKind::Directory, None),
-        "X" => (FileKind::Other, None),
-        "F" => {
-            let b64 = parts.next().unwrap_or("");
-            if b64 == "!" || b64.ends_with('!') {
-                return Err("file exists but could not be read".into());
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `systemctl show` prints one block per unit, separated by blank lines.
+fn parse_unit_blocks(lines: &[&str]) -> Vec<(Option<String>, UnitState)> {
+    let mut out = Vec::new();
+    let mut block: Vec<&str> = Vec::new();
+    for line in lines.iter().chain(std::iter::once(&"")) {
+        if line.is_empty() {
+            if !block.is_empty() {
+                let id = block
+                    .iter()
+                    .find_map(|l| l.strip_prefix("Id="))
+                    .map(str::to_string);
+                out.push((id, parse_unit(&block)));
+                block.clear();
             }
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| format!("bad base64 content: {e}"))?;
-            (FileKind::File, Some(bytes))
+        } else {
+            block.push(line);
         }
-        other => return Err(format!("unknown record tag {other:?}")),
-    };
-    Ok(FileState {
-        kind,
-        mode,
-        owner,
-        group,
-        content,
-    })
+    }
+    out
 }
 
 fn parse_unit(lines: &[&str]) -> UnitState {
@@ -205,21 +338,28 @@ mod tests {
             Read::File("/etc/a".into()),
             Read::File("/etc/missing".into()),
             Read::File("/etc/d".into()),
+            Read::File("/etc/b|c".into()),
             Read::Unit("kubelet".into()),
+            Read::Unit("absent.service".into()),
             Read::Swaps,
             Read::Facts,
         ];
-        let out = "@@ 0\nF 600 root root aGVsbG8K\n@@ 1\nA\n@@ 2\nD 755 root adm\n@@ 3\n\
-                   LoadState=loaded\nActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=yes\n\
-                   @@ 4\nFilename Type Size Used Priority\n/swapfile file 1024 0 -2\n\
-                   @@ 5\nH worker-01\nO debian|12|Debian GNU/Linux 12 (bookworm)\nK 6.1.0|x86_64\nY 0\n\
-                   S Filename Type Size Used Priority\nS /dev/vda2 partition 1 0 -2\n@@ end\n";
+        let out = b"@@ facts\nH worker-01\nO debian|12|Debian GNU/Linux 12 (bookworm)\nK 6.1.0|x86_64\nY 0\n\
+                    @@ swaps\nFilename Type Size Used Priority\n/swapfile file 1024 0 -2\n\
+                    @@ units\nId=kubelet.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=yes\n\n\
+                    Id=absent.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\nNeedDaemonReload=no\n\
+                    @@ stat\nregular file|600|root|root|6|/etc/a\ndirectory|755|root|adm|4096|/etc/d\nregular file|644|root|root|3|/etc/b|c\n\
+                    @@ content 2\nhello\nx|y\n@@ end\n";
         let mut view = HostView::new();
-        parse_reads(&reads, out.as_bytes(), b"", &mut view).unwrap();
+        parse_reads(&reads, out, b"", &mut view).unwrap();
         let a = view.file("/etc/a").unwrap();
         assert_eq!(
             (a.kind, a.mode, a.content.as_deref()),
             (FileKind::File, 0o600, Some(&b"hello\n"[..]))
+        );
+        assert_eq!(
+            view.file("/etc/b|c").unwrap().content.as_deref(),
+            Some(&b"x|y"[..])
         );
         assert!(!view.file("/etc/missing").unwrap().exists());
         assert_eq!(view.file("/etc/d").unwrap().group, "adm");
@@ -227,20 +367,34 @@ mod tests {
         assert!(
             u.need_daemon_reload && u.active_state == "active" && u.unit_file_state == "enabled"
         );
+        assert_eq!(view.unit("absent.service").unwrap().load_state, "not-found");
         assert_eq!(view.active_swaps().unwrap(), ["/swapfile"]);
         let f = view.facts().unwrap();
         assert_eq!(
             (f.hostname.as_str(), f.arch.as_str(), f.systemd_running),
             ("worker-01", "x86_64", false)
         );
-        assert_eq!(f.swap_devices, ["/dev/vda2"]);
+        assert_eq!(f.swap_devices, ["/swapfile"]);
         assert!(view.missing(&reads).is_empty());
+    }
+
+    #[test]
+    fn a_file_that_changed_size_while_read_is_an_error() {
+        let reads = vec![Read::File("/etc/a".into())];
+        let out =
+            b"@@ stat\nregular file|600|root|root|6|/etc/a\n@@ content 1\nhello world\n@@ end\n";
+        let err = parse_reads(&reads, out, b"", &mut HostView::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while being read"),
+            "{err}"
+        );
     }
 
     #[test]
     fn truncated_output_is_an_error_not_an_absent_file() {
         let reads = vec![Read::File("/etc/a".into())];
-        let err = parse_reads(&reads, b"@@ 0\n", b"sh: killed", &mut HostView::new()).unwrap_err();
+        let out = b"@@ stat\nregular file|600|root|root|6|/etc/a\n@@ content 1\nhel";
+        let err = parse_reads(&reads, out, b"sh: killed", &mut HostView::new()).unwrap_err();
         assert!(matches!(err, ReadError::Truncated { .. }), "{err}");
     }
 

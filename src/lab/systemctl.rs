@@ -211,6 +211,14 @@ pub fn run(root: &Root, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
         "list-units" => cx.list_units(),
         _ => unreachable!("verb checked above"),
     };
+    // Queries leave the state file alone, as systemd's do: a read must not look like a change.
+    let query = matches!(
+        verb,
+        "is-active" | "is-enabled" | "is-failed" | "show" | "status" | "cat" | "list-units"
+    );
+    if query {
+        return code;
+    }
     if let Err(e) = store.save() {
         let _ = writeln!(err, "systemctl (lab stand-in): cannot save unit state: {e}");
         return 1;
