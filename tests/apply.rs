@@ -165,6 +165,10 @@ fn shipped_site_playbook_converges_on_the_lab() {
         &out.join("1.json").display().to_string(),
     ]);
     assert_eq!(first.code, 0, "{}", first.all());
+    for (host, recap) in json(&out.join("1.json"))["recap"].as_object().unwrap() {
+        // One batched read, then every change (tasks and handler) in one script.
+        assert_eq!(recap["round_trips"], 2, "{host}: {recap}");
+    }
     let unit = lab.ssh("worker-01", "cat /etc/systemd/system/kubelet.service");
     for flag in [
         "--bootstrap-kubeconfig=",

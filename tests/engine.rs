@@ -203,3 +203,51 @@ fn ctrl_c_lets_the_running_task_finish_starts_no_other_and_exits_130() {
     assert!(stdout.contains("PLAY RECAP"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
 }
+
+#[test]
+fn batched_changes_apply_in_order_and_stop_at_the_first_failure() {
+    let (d, inv, pb) = setup(
+        "batchfail",
+        1,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: one\n      copy: {content: '1', dest: 'DIR/one'}\n    - name: two\n      copy: {content: '2', dest: 'DIR/two'}\n    - name: three\n      copy: {content: '3', dest: 'DIR/three', owner: no-such-user-bsctl}\n    - name: four\n      copy: {content: '4', dest: 'DIR/four'}\n",
+    );
+    std::fs::write(d.join("three"), "old").unwrap();
+    let report = d.join("r.json");
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let res = results(&json(&report));
+    assert_eq!(
+        res,
+        [
+            ("h1".into(), "one".into(), "changed".into()),
+            ("h1".into(), "two".into(), "changed".into()),
+            ("h1".into(), "three".into(), "failed".into()),
+        ]
+    );
+    assert!(
+        r.stdout
+            .contains("failed: [h1] three: exit status 1: chown: invalid user"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(d.join("two")).unwrap(), "2");
+    // The failed write left the old content and no temp file; the task after it never ran.
+    assert_eq!(std::fs::read_to_string(d.join("three")).unwrap(), "old");
+    assert!(!d.join("four").exists());
+    let leftovers = std::fs::read_dir(&d).unwrap().filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".bootstrapctl")
+    });
+    assert_eq!(leftovers.count(), 0);
+}

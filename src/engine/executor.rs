@@ -9,8 +9,23 @@ use crate::plan::Op;
 use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
 
 /// The script for every op except `Exec` (commands run on their own so their output is theirs).
+///
+/// Few processes per file, since a fleet pays for each one on every host: the content is
+/// written by the shell's `printf` builtin (base64 only for bytes the shell cannot hold), into
+/// a temp file created exclusively (`set -C`) under umask 077 in the target's directory, then
+/// `chmod`, `chown` (only when an owner is given and it is not root running as root),
+/// `sync` and `mv`; directories are synced once per script.
 pub fn ops_script(ops: &[Op]) -> String {
-    let mut s = String::from("set -e\n");
+    format!("{SCRIPT_PRELUDE}{}", ops_body(ops))
+}
+
+/// Starts every apply script: stop at the first error; temp files private until renamed.
+pub const SCRIPT_PRELUDE: &str = "set -e\numask 077\nset -C\nbsctl_uid=$(id -u)\n";
+
+/// The ops without the prelude, so several tasks' ops can share one script.
+pub fn ops_body(ops: &[Op]) -> String {
+    let mut s = String::new();
+    let mut dirs: Vec<String> = Vec::new();
     for op in ops {
         match op {
             Op::WriteFile {
@@ -20,23 +35,41 @@ pub fn ops_script(ops: &[Op]) -> String {
                 owner,
                 group,
             } => {
-                let p = sh_quote(path);
-                s.push_str(&format!(
-                    "t=$(mktemp -- \"$(dirname -- {p})/.bootstrapctl.XXXXXX\")\ntrap 'rm -f -- \"$t\"' EXIT\nbase64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'\n"
-                ));
-                let b64 = base64::engine::general_purpose::STANDARD.encode(content);
-                for chunk in b64.as_bytes().chunks(76) {
-                    s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-                    s.push('\n');
+                let dir = parent(path);
+                let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
+                s.push_str(&format!("t={t}\ntrap 'rm -f -- \"$t\"' EXIT\n"));
+                match std::str::from_utf8(content) {
+                    Ok(text) if !text.contains('\0') => {
+                        s.push_str(&format!("printf '%s' {} > \"$t\"\n", sh_quote_always(text)));
+                    }
+                    _ => {
+                        s.push_str("base64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'\n");
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+                        for chunk in b64.as_bytes().chunks(76) {
+                            s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+                            s.push('\n');
+                        }
+                        s.push_str("__BOOTSTRAPCTL_EOF__\n");
+                    }
                 }
-                s.push_str("__BOOTSTRAPCTL_EOF__\n");
-                s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
+                if *mode != 0o600 {
+                    s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
+                }
                 if let Some(chown) = chown_spec(owner, group) {
-                    s.push_str(&format!("chown {} \"$t\"\n", sh_quote(&chown)));
+                    let cmd = format!("chown {} \"$t\"", sh_quote(&chown));
+                    if is_root_spec(owner, group) {
+                        s.push_str(&format!("[ \"$bsctl_uid\" = 0 ] || {cmd}\n"));
+                    } else {
+                        s.push_str(&format!("{cmd}\n"));
+                    }
                 }
                 s.push_str(&format!(
-                    "sync -- \"$t\"\nmv -f -- \"$t\" {p}\ntrap - EXIT\nsync -- \"$(dirname -- {p})\" 2>/dev/null || true\n"
+                    "sync -- \"$t\"\nmv -f -- \"$t\" {}\ntrap - EXIT\n",
+                    sh_quote(path)
                 ));
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
             }
             Op::SetAttrs {
                 path,
@@ -82,7 +115,44 @@ pub fn ops_script(ops: &[Op]) -> String {
             Op::Exec { .. } => {}
         }
     }
+    if !dirs.is_empty() {
+        // The renames are durable once their directories are.
+        let dirs: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
+        s.push_str(&format!("sync -- {} 2>/dev/null || true\n", dirs.join(" ")));
+    }
     s
+}
+
+fn parent(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some(("", _)) => "/".to_string(),
+        Some((dir, _)) => dir.to_string(),
+        None => ".".to_string(),
+    }
+}
+
+/// Single-quoted for sh whatever the text (empty included).
+fn sh_quote_always(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Unpredictable enough that two runs never pick the same temp name; `set -C` refuses a
+/// name that exists anyway.
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:016x}", h.finish())
+}
+
+fn is_root_spec(owner: &Option<String>, group: &Option<String>) -> bool {
+    owner.as_deref().is_none_or(|o| o == "root" || o == "0")
+        && group.as_deref().is_none_or(|g| g == "root" || g == "0")
 }
 
 fn chown_spec(owner: &Option<String>, group: &Option<String>) -> Option<String> {

@@ -1,6 +1,7 @@
 //! One host's run of one play: its tasks in order, then the handlers it notified. Planning is
 //! done by the modules against the host's view; applying (skipped in --check) by the executor.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ struct Step {
     msg: String,
     diffs: Vec<DiffItem>,
     registered: BTreeMap<String, Value>,
+    /// Planned and simulated, to be applied with the next flush of the host's batch.
+    deferred: Option<Vec<Op>>,
 }
 
 impl Step {
@@ -46,6 +49,7 @@ impl Step {
             msg,
             diffs: Vec::new(),
             registered,
+            deferred: None,
         }
     }
     fn set(&mut self, key: &str, v: Value) {
@@ -60,6 +64,15 @@ pub struct HostRunner<'a> {
     pub run: &'a RunCx,
     pub state: &'a PlayState,
     pub host: &'a str,
+    /// Results planned but not yet applied: consecutive file and unit tasks are applied
+    /// together, in one round trip, in task order (see `flush`).
+    pub pending: RefCell<Vec<Deferred>>,
+}
+
+pub struct Deferred {
+    result: TaskResult,
+    ops: Vec<Op>,
+    become_: Option<Become>,
 }
 
 impl HostRunner<'_> {
@@ -71,6 +84,15 @@ impl HostRunner<'_> {
             unreachable: false,
         };
         self.prefetch(&play.tasks, play.gather_facts);
+        let fail = |status: TaskStatus, outcome: &mut HostPlayOutcome, fatal: bool| {
+            match status {
+                TaskStatus::Unreachable => outcome.unreachable = true,
+                _ => outcome.failed = true,
+            }
+            if fatal {
+                self.state.abort();
+            }
+        };
         for (i, task) in play.tasks.iter().enumerate() {
             if self.state.aborted() || self.run.is_interrupted() {
                 break;
@@ -78,17 +100,16 @@ impl HostRunner<'_> {
             if !self.run.opts.tags_allow(&task.tags, &play.tags) {
                 continue;
             }
+            if let Err(status) = self.flush_unless_batchable(task) {
+                fail(status, &mut outcome, play.any_errors_fatal);
+                return outcome;
+            }
             let status = self.run_task(task, Some(i), false, &mut notified);
             match status {
-                TaskStatus::Unreachable => {
-                    outcome.unreachable = true;
-                    return outcome;
-                }
-                TaskStatus::Failed if !task.ignore_errors => {
-                    outcome.failed = true;
-                    if play.any_errors_fatal {
-                        self.state.abort();
-                    }
+                TaskStatus::Unreachable | TaskStatus::Failed
+                    if !(status == TaskStatus::Failed && task.ignore_errors) =>
+                {
+                    fail(status, &mut outcome, play.any_errors_fatal);
                     return outcome;
                 }
                 _ => {}
@@ -100,20 +121,146 @@ impl HostRunner<'_> {
             }
             let name = handler.name.clone().unwrap_or_default();
             if notified.contains(&name) || handler.listen.iter().any(|l| notified.contains(l)) {
-                match self.run_task(handler, None, true, &mut notified) {
-                    TaskStatus::Unreachable => {
-                        outcome.unreachable = true;
-                        return outcome;
-                    }
-                    TaskStatus::Failed if !handler.ignore_errors => {
-                        outcome.failed = true;
+                if let Err(status) = self.flush_unless_batchable(handler) {
+                    fail(status, &mut outcome, play.any_errors_fatal);
+                    return outcome;
+                }
+                let status = self.run_task(handler, None, true, &mut notified);
+                match status {
+                    TaskStatus::Unreachable | TaskStatus::Failed
+                        if !(status == TaskStatus::Failed && handler.ignore_errors) =>
+                    {
+                        fail(status, &mut outcome, play.any_errors_fatal);
                         return outcome;
                     }
                     _ => {}
                 }
             }
         }
+        if let Err(status) = self.flush() {
+            fail(status, &mut outcome, play.any_errors_fatal);
+        }
         outcome
+    }
+
+    /// Whether a task's changes may wait for the next flush: file and unit changes whose
+    /// outcome is known from the plan. Commands, loops, delegation, run_once, custom
+    /// changed/failed conditions and ignore_errors need their own round trip.
+    fn batchable(&self, task: &Task) -> bool {
+        !task.module.runs_commands()
+            && task.delegate_to.is_none()
+            && !task.run_once
+            && task.loop_.is_none()
+            && task.changed_when.is_none()
+            && task.failed_when.is_none()
+            && !task.ignore_errors
+    }
+
+    fn flush_unless_batchable(&self, task: &Task) -> Result<(), TaskStatus> {
+        let same_become = self
+            .pending
+            .borrow()
+            .iter()
+            .rfind(|d| !d.ops.is_empty())
+            .is_none_or(|d| d.become_ == self.become_for(task));
+        if self.batchable(task) && same_become {
+            Ok(())
+        } else {
+            self.flush()
+        }
+    }
+
+    /// Apply every deferred change in one script, with a marker after each task, and report
+    /// the tasks in order. On a failure the tasks after it were not attempted and are not
+    /// reported; the host's view is dropped, since the host is now partly changed.
+    fn flush(&self) -> Result<(), TaskStatus> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::from(executor::SCRIPT_PRELUDE);
+        for (i, d) in pending.iter().enumerate() {
+            if !d.ops.is_empty() {
+                script.push_str(&executor::ops_body(&d.ops));
+                script.push_str(&format!("echo '@@ done {i}'\n"));
+            }
+        }
+        let needs_apply = pending.iter().any(|d| !d.ops.is_empty());
+        let become_ = pending
+            .iter()
+            .find(|d| !d.ops.is_empty())
+            .and_then(|d| d.become_.clone());
+        let outcome = if needs_apply {
+            let slot = self.slot(self.host);
+            let mut conn = slot.lock().expect("host slot");
+            let result = match conn.transport() {
+                Ok(t) => t.exec(
+                    &script,
+                    b"",
+                    become_.as_ref(),
+                    self.run.opts.command_timeout,
+                ),
+                Err(e) => Err(crate::transport::TransportError::Connect {
+                    addr: self.host.to_string(),
+                    reason: e,
+                }),
+            };
+            if !matches!(&result, Ok(o) if o.success()) {
+                conn.view.forget_all();
+            }
+            if let Err(e) = &result {
+                if e.is_unreachable() {
+                    conn.unreachable = Some(e.to_string());
+                }
+            }
+            Some(result)
+        } else {
+            None
+        };
+        let done: usize = match &outcome {
+            Some(Ok(out)) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("@@ done "))
+                .filter_map(|n| n.parse::<usize>().ok())
+                .map(|n| n + 1)
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let failed = match &outcome {
+            None => None,
+            Some(Ok(out)) if out.success() => None,
+            Some(Ok(out)) => Some((
+                TaskStatus::Failed,
+                format!("exit status {}: {}", out.status, out.stderr_lossy().trim()),
+            )),
+            Some(Err(e)) => Some((
+                if e.is_unreachable() {
+                    TaskStatus::Unreachable
+                } else {
+                    TaskStatus::Failed
+                },
+                e.to_string(),
+            )),
+        };
+        for (i, mut d) in pending.into_iter().enumerate() {
+            match &failed {
+                Some((status, msg)) if i >= done && !d.ops.is_empty() => {
+                    d.result.status = *status;
+                    d.result.changed = false;
+                    d.result.msg = self.run.redactor.redact(msg);
+                    self.report(d.result);
+                    return Err(*status);
+                }
+                _ => self.report(d.result),
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self, result: TaskResult) {
+        self.run.reporter.task_done(&result);
+        self.run.collect(result);
     }
 
     fn slot(&self, host: &str) -> Arc<Mutex<super::conn::HostConn>> {
@@ -310,8 +457,31 @@ impl HostRunner<'_> {
             handler,
         };
         let status = result.status;
-        self.run.reporter.task_done(&result);
-        self.run.collect(result);
+        let failed = matches!(status, TaskStatus::Failed | TaskStatus::Unreachable);
+        if let Some(ops) = step.deferred {
+            let become_ = self.become_for(task);
+            self.pending.borrow_mut().push(Deferred {
+                result,
+                ops,
+                become_,
+            });
+        } else if !failed && !self.pending.borrow().is_empty() {
+            // Keep the report in task order behind the changes still to be applied.
+            self.pending.borrow_mut().push(Deferred {
+                result,
+                ops: Vec::new(),
+                become_: None,
+            });
+        } else {
+            if failed {
+                // Changes planned before this failure are still applied, as they would
+                // have been one by one.
+                if let Err(s) = self.flush() {
+                    return s;
+                }
+            }
+            self.report(result);
+        }
         status
     }
 
@@ -416,6 +586,13 @@ impl HostRunner<'_> {
             }
             let mut s = Step::new(TaskStatus::Changed, "would change");
             s.diffs = diffs;
+            return s;
+        }
+        if !delegated && self.batchable(task) {
+            simulate(&mut conn.view, &ops);
+            let mut s = Step::new(TaskStatus::Changed, "changed");
+            s.diffs = diffs;
+            s.deferred = Some(ops);
             return s;
         }
         let transport: &mut dyn Transport = match conn.transport() {

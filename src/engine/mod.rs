@@ -256,6 +256,7 @@ async fn run_plays(cx: Arc<RunCx>) {
                             run: &cx,
                             state: &state,
                             host: &h,
+                            pending: Default::default(),
                         }
                         .run();
                         cx.reporter.host_done(&h);

@@ -85,6 +85,11 @@ pub fn canonical_name(key: &str) -> Option<&'static str> {
 }
 
 impl ModuleArgs {
+    /// `command` and `shell`: their effect is known only by running them.
+    pub fn runs_commands(&self) -> bool {
+        matches!(self, ModuleArgs::Command(_) | ModuleArgs::Shell(_))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModuleArgs::Template(_) => "template",
