@@ -31,12 +31,13 @@ TOKEN = "abcdef.0123456789abcdef"
 def run(cmd, check=True, quiet=True):
     """Run cmd; return (seconds, peak RSS in KiB of that process tree's largest member)."""
     start = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if quiet else None,
-                         stderr=subprocess.PIPE)
+    out = tempfile.TemporaryFile()
+    p = subprocess.Popen(cmd, stdout=out if quiet else None, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.monotonic() - start
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
+    out.seek(0)
+    err = out.read().decode(errors="replace")[-3000:]
+    out.close()
     code = os.waitstatus_to_exitcode(status)
     if check and code != 0:
         sys.exit(f"command failed ({code}): {' '.join(cmd)}\n{err}")

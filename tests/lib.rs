@@ -7,3 +7,4 @@ mod apply;
 mod cli_errors;
 mod engine;
 mod host_keys;
+mod secrets;

@@ -67,6 +67,7 @@ impl RunSettings {
                 tags: a.tags,
                 skip_tags: a.skip_tags,
                 command_timeout: Duration::from_secs(a.timeout.max(1)),
+                verbose: a.verbose,
             },
             extra_vars: a.extra_vars,
             known_hosts: a

@@ -193,6 +193,15 @@ impl HostRunner<'_> {
         let outcome = if needs_apply {
             let slot = self.slot(self.host);
             let mut conn = slot.lock().expect("host slot");
+            if pending.iter().any(|d| d.result.no_log) {
+                self.run.trace(
+                    self.host,
+                    "apply",
+                    "(hidden: a task in this batch has no_log)",
+                );
+            } else {
+                self.run.trace(self.host, "apply", &script);
+            }
             let result = match conn.transport() {
                 Ok(t) => t.exec(
                     &script,
@@ -340,6 +349,8 @@ impl HostRunner<'_> {
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
         let _ = fetch_into(
+            self.run,
+            self.host,
             &mut conn,
             &reads,
             become_.as_ref(),
@@ -562,10 +573,25 @@ impl HostRunner<'_> {
         let mut scratch = HostView::new();
         let reads = module.reads();
         if delegated {
-            if let Err(s) = fetch_view(&mut conn, &mut scratch, &reads, become_.as_ref(), timeout) {
+            if let Err(s) = fetch_view(
+                self.run,
+                &target,
+                &mut conn,
+                &mut scratch,
+                &reads,
+                become_.as_ref(),
+                timeout,
+            ) {
                 return s;
             }
-        } else if let Err(s) = fetch_into(&mut conn, &reads, become_.as_ref(), timeout) {
+        } else if let Err(s) = fetch_into(
+            self.run,
+            self.host,
+            &mut conn,
+            &reads,
+            become_.as_ref(),
+            timeout,
+        ) {
             return s;
         }
         let view = if delegated { &scratch } else { &conn.view };
@@ -599,6 +625,18 @@ impl HostRunner<'_> {
             Ok(t) => t,
             Err(e) => return Step::new(TaskStatus::Unreachable, e),
         };
+        for op in ops.iter().filter(|_| !task.no_log) {
+            if let Op::Exec { command, chdir } = op {
+                self.run
+                    .trace(self.host, "command", &executor::exec_script(command, chdir));
+            } else {
+                self.run.trace(
+                    self.host,
+                    "apply",
+                    &executor::ops_script(std::slice::from_ref(op)),
+                );
+            }
+        }
         let out = match executor::apply(transport, &ops, become_.as_ref(), timeout) {
             Ok(o) => o,
             Err(e) if e.is_unreachable() => {
@@ -743,18 +781,22 @@ fn dummy_task() -> Task {
 
 /// Fetch into the host's own view the reads it does not have yet.
 fn fetch_into(
+    run: &RunCx,
+    host: &str,
     conn: &mut super::conn::HostConn,
     reads: &[Read],
     become_: Option<&Become>,
     timeout: Duration,
 ) -> Result<(), Step> {
     let mut view = std::mem::take(&mut conn.view);
-    let r = fetch_view(conn, &mut view, reads, become_, timeout);
+    let r = fetch_view(run, host, conn, &mut view, reads, become_, timeout);
     conn.view = view;
     r
 }
 
 fn fetch_view(
+    run: &RunCx,
+    host: &str,
     conn: &mut super::conn::HostConn,
     view: &mut HostView,
     reads: &[Read],
@@ -768,7 +810,9 @@ fn fetch_view(
     let t = conn
         .transport()
         .map_err(|e| Step::new(TaskStatus::Unreachable, e))?;
-    let out = match t.exec(&reads_script(&missing), b"", become_, timeout) {
+    let script = reads_script(&missing);
+    run.trace(host, "read", &script);
+    let out = match t.exec(&script, b"", become_, timeout) {
         Ok(o) => o,
         Err(e) if e.is_unreachable() => {
             let msg = e.to_string();

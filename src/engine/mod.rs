@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub command_timeout: Duration,
+    /// -vvv: print every script sent to a host (through the redactor) and its exit status.
+    pub verbose: u8,
 }
 
 impl RunOptions {
@@ -69,6 +71,14 @@ pub struct RunCx {
 }
 
 impl RunCx {
+    /// At -vvv, what is sent to a host and what came back, redacted.
+    pub fn trace(&self, host: &str, what: &str, script: &str) {
+        if self.opts.verbose >= 3 {
+            let text = format!("<{host}> {what}:\n{}", script.trim_end());
+            eprintln!("{}", self.redactor.redact(&text));
+        }
+    }
+
     pub fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
     }
