@@ -6,5 +6,6 @@ mod support;
 mod apply;
 mod cli_errors;
 mod engine;
+mod faults;
 mod host_keys;
 mod secrets;

@@ -38,12 +38,19 @@ pub fn ops_body(ops: &[Op]) -> String {
                 let dir = parent(path);
                 let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
                 s.push_str(&format!("t={t}\ntrap 'rm -f -- \"$t\"' EXIT\n"));
+                // dash's printf reports ENOSPC as a bare "I/O error": say what was written.
+                let failed = format!(
+                    " || {{ echo {} >&2; exit 1; }}\n",
+                    sh_quote(&format!("bootstrapctl: writing {path} failed (disk full or I/O error); the old file is kept"))
+                );
                 match std::str::from_utf8(content) {
                     Ok(text) if !text.contains('\0') => {
-                        s.push_str(&format!("printf '%s' {} > \"$t\"\n", sh_quote_always(text)));
+                        s.push_str(&format!("printf '%s' {} > \"$t\"", sh_quote_always(text)));
+                        s.push_str(&failed);
                     }
                     _ => {
-                        s.push_str("base64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'\n");
+                        s.push_str("base64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'");
+                        s.push_str(&failed);
                         let b64 = base64::engine::general_purpose::STANDARD.encode(content);
                         for chunk in b64.as_bytes().chunks(76) {
                             s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
@@ -164,6 +171,19 @@ fn chown_spec(owner: &Option<String>, group: &Option<String>) -> Option<String> 
     }
 }
 
+/// Run a generated script: sent on stdin to `sh -s` (a command line is limited to what one
+/// SSH channel request holds, about 32 KiB in libssh2), inside a brace group so the shell
+/// reads all of it before running any of it, with the commands' stdin at /dev/null.
+pub fn run_script(
+    t: &mut dyn Transport,
+    script: &str,
+    become_: Option<&Become>,
+    timeout: Duration,
+) -> Result<ExecOutput, TransportError> {
+    let wrapped = format!("{{\n{script}\n}} </dev/null\n");
+    t.exec("sh -s", wrapped.as_bytes(), become_, timeout)
+}
+
 pub fn exec_script(command: &str, chdir: &Option<String>) -> String {
     match chdir {
         Some(dir) => format!("cd {} && {command}", sh_quote(dir)),
@@ -181,7 +201,7 @@ pub fn apply(
 ) -> Result<ExecOutput, TransportError> {
     let mut last = ExecOutput::default();
     if ops.iter().any(|o| !matches!(o, Op::Exec { .. })) {
-        last = t.exec(&ops_script(ops), b"", become_, timeout)?;
+        last = run_script(t, &ops_script(ops), become_, timeout)?;
         if !last.success() {
             return Ok(last);
         }

@@ -203,9 +203,9 @@ impl HostRunner<'_> {
                 self.run.trace(self.host, "apply", &script);
             }
             let result = match conn.transport() {
-                Ok(t) => t.exec(
+                Ok(t) => executor::run_script(
+                    t,
                     &script,
-                    b"",
                     become_.as_ref(),
                     self.run.opts.command_timeout,
                 ),
@@ -812,7 +812,7 @@ fn fetch_view(
         .map_err(|e| Step::new(TaskStatus::Unreachable, e))?;
     let script = reads_script(&missing);
     run.trace(host, "read", &script);
-    let out = match t.exec(&script, b"", become_, timeout) {
+    let out = match executor::run_script(t, &script, become_, timeout) {
         Ok(o) => o,
         Err(e) if e.is_unreachable() => {
             let msg = e.to_string();

@@ -68,7 +68,8 @@ pub enum TransportError {
 impl TransportError {
     /// Errors after which the host counts as UNREACHABLE rather than FAILED.
     pub fn is_unreachable(&self) -> bool {
-        !matches!(self, TransportError::Other(_))
+        // A command that outlived its timeout ran on a reachable host: that task failed.
+        !matches!(self, TransportError::Other(_) | TransportError::Timeout(_))
     }
 }
 

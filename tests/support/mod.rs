@@ -199,3 +199,72 @@ pub fn changed_tasks(report: &serde_json::Value) -> Vec<(String, String)> {
     v.sort();
     v
 }
+
+impl Lab {
+    /// An inventory of this lab's hosts plus `extra` YAML host entries under `workers`.
+    pub fn inventory_with(&self, extra: &str) -> PathBuf {
+        let mut inv = format!(
+            "all:\n  vars:\n    ansible_user: root\n    ansible_port: {}\n    ansible_ssh_private_key_file: {}\n    ansible_ssh_common_args: -o UserKnownHostsFile={}\n  children:\n    workers:\n      hosts:\n",
+            self.port,
+            self.dir.join("id_ed25519").display(),
+            self.dir.join("known_hosts").display()
+        );
+        for (name, addr) in &self.hosts {
+            inv.push_str(&format!(
+                "        {name}:\n          ansible_host: {addr}\n"
+            ));
+        }
+        inv.push_str(extra);
+        let path = self.dir.join("inventory-extra.yaml");
+        std::fs::write(&path, inv).unwrap();
+        path
+    }
+
+    /// The pid of a host's sshd, from lab.json.
+    pub fn sshd_pid(&self, host: &str) -> u32 {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("lab.json")).unwrap())
+                .unwrap();
+        state["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .and_then(|h| h["pid"].as_u64())
+            .expect("host in lab.json") as u32
+    }
+
+    /// Run a command inside a host's mount namespace, from the real machine (as root).
+    pub fn nsenter(&self, host: &str, cmd: &str) {
+        let st = Command::new("nsenter")
+            .args([
+                "-t",
+                &self.sshd_pid(host).to_string(),
+                "-m",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "nsenter {host} {cmd}");
+    }
+
+    /// Kill every process of a host (its sshd and all its sessions): the host is gone.
+    pub fn kill_host(&self, host: &str) {
+        let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", self.sshd_pid(host))).unwrap();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Ok(pid) = name.parse::<i32>() {
+                if std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+                {
+                    // SAFETY: signalling a process of the lab host we own.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Faults on one host of several: the host is reported UNREACHABLE or FAILED with its cause,
+//! the others finish, the exit code is 1, files hold their old or new content, never a part.
+
+use std::io::Read;
+
+use crate::support::{json, run, tempdir, Lab};
+
+fn statuses(report: &std::path::Path) -> Vec<(String, String, String)> {
+    json(report)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn recap(report: &std::path::Path, host: &str, field: &str) -> u64 {
+    json(report)["recap"][host][field].as_u64().unwrap()
+}
+
+#[test]
+fn a_port_that_never_speaks_ssh_is_unreachable_after_the_connect_timeout() {
+    let Some(lab) = Lab::up("silent", 2) else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accept and say nothing until the client gives up.
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = s.read(&mut [0u8; 64]);
+    });
+    let inv = lab.inventory_with(&format!(
+        "        silent:\n          ansible_host: 127.0.0.1\n          ansible_port: {port}\n"
+    ));
+    let out = tempdir("silent");
+    let report = out.join("r.json");
+    let pb = out.join("pb.yaml");
+    std::fs::write(
+        &pb,
+        "- hosts: workers\n  tasks:\n    - copy: {content: x, dest: /etc/bsctl-fault}\n",
+    )
+    .unwrap();
+    let r = run([
+        "apply",
+        "-i",
+        &inv.display().to_string(),
+        &pb.display().to_string(),
+        "--connect-timeout",
+        "1",
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(recap(&report, "silent", "unreachable"), 1);
+    assert!(r.stdout.contains("unreachable: [silent]"), "{}", r.stdout);
+    assert_eq!(recap(&report, "worker-01", "changed"), 1);
+    assert_eq!(recap(&report, "worker-02", "changed"), 1);
+    drop(held);
+}
+
+#[test]
+fn a_host_whose_sshd_dies_mid_run_is_reported_and_the_others_finish() {
+    let Some(lab) = Lab::up("killed", 3) else {
+        return;
+    };
+    let out = tempdir("killed");
+    let report = out.join("r.json");
+    let pb = out.join("pb.yaml");
+    std::fs::write(
+        &pb,
+        "- hosts: workers\n  tasks:\n    - name: slow\n      shell: sleep 2\n    - name: after\n      copy: {content: done, dest: /etc/bsctl-after}\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(crate::support::bin())
+        .args([
+            "apply",
+            "-i",
+            &lab.inventory().display().to_string(),
+            &pb.display().to_string(),
+            "--output",
+            "json",
+            &report.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    lab.kill_host("worker-02");
+    let outp = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&outp.stdout);
+    assert_eq!(outp.status.code(), Some(1), "{stdout}");
+    let st = statuses(&report);
+    assert!(
+        st.iter().any(|(h, t, s)| h == "worker-02"
+            && t == "slow"
+            && (s == "unreachable" || s == "failed")),
+        "{st:?}"
+    );
+    assert!(
+        !st.iter().any(|(h, t, _)| h == "worker-02" && t == "after"),
+        "{st:?}"
+    );
+    for h in ["worker-01", "worker-03"] {
+        assert_eq!(lab.ssh(h, "cat /etc/bsctl-after"), "done");
+    }
+}
+
+#[test]
+fn disk_full_during_a_write_keeps_the_old_file_and_a_rerun_converges() {
+    let Some(lab) = Lab::up("diskfull", 2) else {
+        return;
+    };
+    for (h, _) in &lab.hosts {
+        lab.nsenter(h, "mkdir -p /etc/bsctl-tiny");
+    }
+    lab.nsenter(
+        "worker-02",
+        "mount -t tmpfs -o size=16k tmpfs /etc/bsctl-tiny && printf old > /etc/bsctl-tiny/big",
+    );
+    let out = tempdir("diskfull");
+    let report = out.join("r.json");
+    let pb = out.join("pb.yaml");
+    let big = "x".repeat(64 * 1024);
+    std::fs::write(&pb, format!("- hosts: workers\n  tasks:\n    - name: big file\n      copy: {{content: '{big}', dest: /etc/bsctl-tiny/big}}\n")).unwrap();
+    let args = [
+        "apply",
+        "-i",
+        &lab.inventory().display().to_string(),
+        &pb.display().to_string(),
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ];
+    let r = run(args);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("failed: [worker-02] big file"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "writing /etc/bsctl-tiny/big failed (disk full or I/O error); the old file is kept"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lab.ssh("worker-02", "cat /etc/bsctl-tiny/big"), "old");
+    assert_eq!(
+        lab.ssh("worker-02", "ls -A /etc/bsctl-tiny"),
+        "big\n",
+        "temp file left behind"
+    );
+    assert_eq!(
+        lab.ssh("worker-01", "wc -c < /etc/bsctl-tiny/big").trim(),
+        "65536"
+    );
+    // The fault goes away: the rerun converges.
+    lab.nsenter("worker-02", "umount /etc/bsctl-tiny");
+    let r = run(args);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(recap(&report, "worker-01", "changed"), 0);
+    assert_eq!(recap(&report, "worker-02", "changed"), 1);
+}
+
+#[test]
+fn a_command_that_hangs_past_its_timeout_fails_only_its_host() {
+    let Some(lab) = Lab::up("hang", 2) else {
+        return;
+    };
+    let out = tempdir("hang");
+    let report = out.join("r.json");
+    let pb = out.join("pb.yaml");
+    std::fs::write(
+        &pb,
+        "- hosts: workers\n  tasks:\n    - name: maybe hang\n      shell: \"{{ 'sleep 30' if inventory_hostname == 'worker-02' else 'true' }}\"\n    - copy: {content: ok, dest: /etc/bsctl-hang}\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let r = run([
+        "apply",
+        "-i",
+        &lab.inventory().display().to_string(),
+        &pb.display().to_string(),
+        "--timeout",
+        "2",
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the run waited for the hung command"
+    );
+    assert!(
+        r.stdout
+            .contains("[worker-02] maybe hang: command timed out after 2s"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lab.ssh("worker-01", "cat /etc/bsctl-hang"), "ok");
+    assert_eq!(recap(&report, "worker-02", "failed"), 1);
+}
