@@ -98,3 +98,108 @@ fn limit_errors_and_inventory_list() {
     assert!(r.stderr.contains("nosuch*"), "{}", r.stderr);
     let _ = fixture("");
 }
+
+fn local_inventory(d: &std::path::Path) -> String {
+    write(
+        d,
+        "local.yaml",
+        "all:\n  hosts:\n    local-1:\n      ansible_connection: local\n",
+    )
+}
+
+#[test]
+fn bad_host_patterns_and_inventory_cycles() {
+    let d = tempdir("patterns");
+    let inv = write(&d, "inv.yaml", INVENTORY);
+    let r = run([
+        "inventory",
+        "list",
+        "-i",
+        &inv,
+        "--limit",
+        "workers,,worker-01",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        "error: bad host pattern \"workers,,worker-01\": term 2 is empty\n"
+    );
+    let pb = write(
+        &d,
+        "pb.yaml",
+        "- hosts: workers\n  tasks:\n    - command: 'true'\n",
+    );
+    let r = run(["apply", "-i", &inv, &pb, "--limit", "nosuchhost"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        format!("error: --limit: pattern \"nosuchhost\" matches no hosts in {inv}\n")
+    );
+    let cyc = write(
+        &d,
+        "cycle.yaml",
+        "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a: {}\n",
+    );
+    let r = run(["inventory", "list", "-i", &cyc]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: {cyc}:7:13: group \"a\" includes itself: a -> b -> a"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn missing_template_file_and_newline_in_a_flag_value() {
+    let d = tempdir("missing");
+    let inv = local_inventory(&d);
+    let unit = d.join("kube-apiserver.service");
+    std::fs::write(
+        &unit,
+        "[Service]\nExecStart=/usr/local/bin/kube-apiserver \\\n  --secure-port=6443\n",
+    )
+    .unwrap();
+    let pb = write(
+        &d,
+        "pb.yaml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: flags\n      kube_flags:\n        path: {}\n        flags: {{--audit-log-path: \"{{{{ evil }}}}\"}}\n    - name: render\n      template: {{src: nope.j2, dest: {}/out}}\n",
+            unit.display(),
+            d.display()
+        ),
+    );
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "-e",
+        "{\"evil\": \"/x\\nExecStartPre=/bin/sh\"}",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains(&format!(
+            "failed: [local-1] flags: {}: flag --audit-log-path: value contains a newline; it would break the unit file",
+            unit.display()
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!std::fs::read_to_string(&unit)
+        .unwrap()
+        .contains("ExecStartPre"));
+    let pb2 = write(
+        &d,
+        "pb2.yaml",
+        &format!("- hosts: all\n  gather_facts: false\n  tasks:\n    - name: render\n      template: {{src: nope.j2, dest: {}/out}}\n", d.display()),
+    );
+    let r = run(["apply", "-i", &inv, &pb2]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("failed: [local-1] render: template file nope.j2 not found (looked beside the playbook and in the built-in templates)"),
+        "{}",
+        r.stdout
+    );
+}

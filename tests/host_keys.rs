@@ -80,3 +80,27 @@ fn unknown_host_key_is_refused_and_accept_new_records_it() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stdout.contains("CHANGED"), "{}", r.stdout);
 }
+
+#[test]
+fn a_missing_private_key_file_is_named_and_only_that_host_fails() {
+    let Some(lab) = Lab::up("nokey", 1) else {
+        return;
+    };
+    let inv = lab.inventory_with(&format!(
+        "        keyless:\n          ansible_host: {}\n          ansible_ssh_private_key_file: /nonexistent/id_test\n",
+        lab.hosts[0].1
+    ));
+    let pb = crate::support::fixture("playbooks/every-module/site.yaml")
+        .display()
+        .to_string();
+    let r = run(["plan", "-i", &inv.display().to_string(), &pb]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("private key file /nonexistent/id_test not found"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("unreachable: [keyless]"), "{}", r.stdout);
+    assert!(r.stdout.contains("worker-01 : ok="), "{}", r.stdout);
+}
