@@ -14,6 +14,7 @@ pub mod error;
 pub mod flags;
 pub mod hoststate;
 pub mod inventory;
+pub mod k8s;
 pub mod lab;
 pub mod modules;
 pub mod plan;
@@ -26,7 +27,7 @@ pub mod vars;
 
 use clap::Parser;
 
-use cli::args::{Cli, Command, InventoryCommand, LabCommand};
+use cli::args::{Cli, Command, InventoryCommand, LabCommand, TokenCommand};
 use cli::commands;
 
 /// Entry point: returns the process exit code.
@@ -61,6 +62,12 @@ pub fn run(args: Vec<String>) -> i32 {
         }) => commands::lab::up(&dir, workers, control_planes, port, subnet),
         Command::Lab(LabCommand::Down { dir }) => commands::lab::down(&dir),
         Command::Lab(LabCommand::Status { dir }) => commands::lab::status(&dir),
+        Command::Token(TokenCommand::Generate) => commands::token::generate(),
+        Command::Token(TokenCommand::Validate {
+            token,
+            groups,
+            expiration,
+        }) => commands::token::validate(&token, &groups, expiration.as_deref()),
     };
     match result {
         Ok(code) => code,

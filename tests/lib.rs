@@ -9,3 +9,4 @@ mod engine;
 mod faults;
 mod host_keys;
 mod secrets;
+mod token_cli;

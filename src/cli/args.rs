@@ -27,6 +27,26 @@ pub enum Command {
     /// A local fleet of real OpenSSH hosts in namespaces on 127.x addresses (Linux, root).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Bootstrap tokens: generate one, or check one offline with the API server's rules.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token (OS CSPRNG).
+    Generate,
+    /// Check a token and its extra groups and expiration offline, as the API server would.
+    /// Exit 0 when valid, 1 with the reason when not.
+    Validate {
+        token: String,
+        /// Extra groups (comma separated), each system:bootstrappers:...
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Expiration, RFC 3339 (e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        expiration: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,3 +3,4 @@
 pub mod apply;
 pub mod inventory;
 pub mod lab;
+pub mod token;

@@ -1,0 +1,4 @@
+//! Kubernetes specifics: bootstrap tokens and their Secret, the detached JWS of cluster-info.
+
+pub mod jws;
+pub mod token;
