@@ -4,6 +4,14 @@ use std::sync::RwLock;
 
 pub const REDACTED: &str = "<redacted>";
 
+/// Variable names whose values are secrets wherever they appear.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["token", "password", "passwd", "secret", "private_key"]
+        .iter()
+        .any(|s| n.ends_with(s))
+}
+
 /// Every line printed, every diff, every error and the JSON report pass through one Redactor.
 /// Secrets shorter than 4 bytes are not registered: replacing them would mangle ordinary text.
 #[derive(Debug, Default)]

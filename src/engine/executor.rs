@@ -208,7 +208,7 @@ pub fn apply(
     }
     for op in ops {
         if let Op::Exec { command, chdir } = op {
-            last = t.exec(&exec_script(command, chdir), b"", become_, timeout)?;
+            last = run_script(t, &exec_script(command, chdir), become_, timeout)?;
             if !last.success() {
                 return Ok(last);
             }

@@ -67,6 +67,8 @@ pub struct HostRunner<'a> {
     /// Results planned but not yet applied: consecutive file and unit tasks are applied
     /// together, in one round trip, in task order (see `flush`).
     pub pending: RefCell<Vec<Deferred>>,
+    /// Values the last planned module gave for `register` (e.g. the token it will use).
+    pub outputs: RefCell<Vec<(String, Value)>>,
 }
 
 pub struct Deferred {
@@ -551,6 +553,20 @@ impl HostRunner<'_> {
             Ok(m) => m,
             Err(e) => return Step::new(TaskStatus::Failed, e),
         };
+        // Before anything can print them.
+        for secret in module.secrets() {
+            self.run.redactor.register(&secret);
+        }
+        let mut step = self.run_module(task, ctx, &*module);
+        for (k, v) in std::mem::take(&mut *self.outputs.borrow_mut()) {
+            step.set(&k, v);
+        }
+        step
+    }
+
+    /// Plan `module` on its target host and apply (or, in --check, simulate) the change.
+    fn run_module(&self, task: &Task, ctx: &Value, module: &dyn Module) -> Step {
+        let what = format!("task {:?}", task.display_name());
         let target = match &task.delegate_to {
             None => self.host.to_string(),
             Some(d) => match self.run.templates.render_str(d, ctx, "delegate_to") {
@@ -599,6 +615,13 @@ impl HostRunner<'_> {
             Ok(p) => p,
             Err(e) => return Step::new(TaskStatus::Failed, e.to_string()),
         };
+        let outputs = module.output(view);
+        for (k, v) in &outputs {
+            if let Some(text) = v.as_str().filter(|_| crate::secret::is_secret_name(k)) {
+                self.run.redactor.register(text);
+            }
+        }
+        *self.outputs.borrow_mut() = outputs;
         let (ops, diffs) = match planned {
             Planned::NoChange { reason } => return Step::new(TaskStatus::Ok, reason),
             Planned::Change { ops, diffs } => (ops, diffs),
@@ -614,7 +637,8 @@ impl HostRunner<'_> {
             s.diffs = diffs;
             return s;
         }
-        if !delegated && self.batchable(task) {
+        let runs_command = ops.iter().any(|o| matches!(o, Op::Exec { .. }));
+        if !delegated && self.batchable(task) && !runs_command {
             simulate(&mut conn.view, &ops);
             let mut s = Step::new(TaskStatus::Changed, "changed");
             s.diffs = diffs;
@@ -652,10 +676,10 @@ impl HostRunner<'_> {
             simulate(&mut conn.view, &ops);
         }
         drop(conn);
-        let mut status = if out.success() {
-            TaskStatus::Changed
-        } else {
-            TaskStatus::Failed
+        let mut status = match (out.success(), module.changes_host()) {
+            (true, true) => TaskStatus::Changed,
+            (true, false) => TaskStatus::Ok,
+            (false, _) => TaskStatus::Failed,
         };
         let stdout = out.stdout_lossy();
         let stderr = out.stderr_lossy();

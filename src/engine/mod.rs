@@ -267,6 +267,7 @@ async fn run_plays(cx: Arc<RunCx>) {
                             state: &state,
                             host: &h,
                             pending: Default::default(),
+                            outputs: Default::default(),
                         }
                         .run();
                         cx.reporter.host_done(&h);

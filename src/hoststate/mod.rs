@@ -55,6 +55,14 @@ pub struct UnitState {
     pub need_daemon_reload: bool,
 }
 
+/// What a read-only command printed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Facts {
     pub hostname: String,
@@ -75,6 +83,7 @@ pub struct HostView {
     units: BTreeMap<String, UnitState>,
     swaps: Option<Vec<String>>,
     facts: Option<Facts>,
+    commands: BTreeMap<String, CommandOutput>,
 }
 
 impl HostView {
@@ -101,6 +110,7 @@ impl HostView {
             Read::Unit(u) => self.units.contains_key(&unit_name(u)),
             Read::Swaps => self.swaps.is_some(),
             Read::Facts => self.facts.is_some(),
+            Read::Command(c) => self.commands.contains_key(c),
         }
     }
 
@@ -130,6 +140,17 @@ impl HostView {
     pub fn set_swaps(&mut self, swaps: Vec<String>) {
         self.swaps = Some(swaps);
     }
+    pub fn command(&self, cmd: &str) -> Option<&CommandOutput> {
+        self.commands.get(cmd)
+    }
+    pub fn set_command(&mut self, cmd: &str, out: CommandOutput) {
+        self.commands.insert(cmd.to_string(), out);
+    }
+    /// A change to what a command reports (e.g. an object applied through kubectl) makes its
+    /// cached output stale.
+    pub fn forget_commands(&mut self) {
+        self.commands.clear();
+    }
     pub fn set_facts(&mut self, facts: Facts) {
         self.facts = Some(facts);
     }
@@ -140,6 +161,7 @@ impl HostView {
         self.files.clear();
         self.units.clear();
         self.swaps = None;
+        self.commands.clear();
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Facts, FileKind, FileState, HostView, UnitState};
+use base64::Engine as _;
+
+use super::{CommandOutput, Facts, FileKind, FileState, HostView, UnitState};
 use crate::transport::sh_quote;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -12,6 +14,8 @@ pub enum Read {
     Unit(String),
     Swaps,
     Facts,
+    /// The output of a read-only command (e.g. `kubectl get … -o json`), run as given.
+    Command(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,7 +51,7 @@ if [ -d /run/systemd/system ]; then echo 'Y 1'; else echo 'Y 0'; fi
 /// `@@ stat` (`TYPE|MODE|USER|GROUP|SIZE|PATH` per existing path), `@@ content N` followed by
 /// the raw bytes of the N regular files, then `\n@@ end\n`.
 pub fn reads_script(reads: &[Read]) -> String {
-    let mut s = String::from("LC_ALL=C; export LC_ALL\n");
+    let mut s = String::from("LC_ALL=C; export LC_ALL\numask 077\n");
     let facts = reads.contains(&Read::Facts);
     if facts {
         s.push_str(FACTS_SCRIPT);
@@ -67,6 +71,18 @@ pub fn reads_script(reads: &[Read]) -> String {
             "echo '@@ units'\nsystemctl show -p Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload -- {} 2>/dev/null\n",
             units.join(" ")
         ));
+    }
+    for (i, r) in reads.iter().enumerate() {
+        if let Read::Command(cmd) = r {
+            // Output travels base64-encoded, so it can never be mistaken for a section marker;
+            // the temp files are private (umask 077) since the output may hold secrets.
+            s.push_str(&format!(
+                "bsctl_t=\"${{TMPDIR:-/tmp}}/.bootstrapctl-read.$$\"\n\
+                 ( {cmd}\n) >\"$bsctl_t.o\" 2>\"$bsctl_t.e\" </dev/null; bsctl_r=$?\n\
+                 printf '@@ cmd {i} %s %s %s\\n' \"$bsctl_r\" \"$(base64 -w0 < \"$bsctl_t.o\")\" \"$(base64 -w0 < \"$bsctl_t.e\")\"\n\
+                 rm -f -- \"$bsctl_t.o\" \"$bsctl_t.e\"\n"
+            ));
+        }
     }
     let paths: Vec<String> = file_paths(reads).iter().map(|p| sh_quote(p)).collect();
     s.push_str("echo '@@ stat'\n");
@@ -130,7 +146,35 @@ pub fn parse_reads(
     let mut swap_lines = Vec::new();
     let mut unit_lines = Vec::new();
     let mut stats: BTreeMap<String, Stat> = BTreeMap::new();
+    let mut commands: BTreeMap<usize, CommandOutput> = BTreeMap::new();
     for line in head.lines() {
+        if let Some(rest) = line.strip_prefix("@@ cmd ") {
+            let mut f = rest.split(' ');
+            let index: usize = f
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| record(line, "bad command record"))?;
+            let status: i32 = f
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| record(line, "bad command status"))?;
+            let decode = |s: Option<&str>| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.unwrap_or(""))
+                    .map_err(|_| record(line, "bad command output"))
+            };
+            let stdout = decode(f.next())?;
+            let stderr = decode(f.next())?;
+            commands.insert(
+                index,
+                CommandOutput {
+                    status,
+                    stdout,
+                    stderr,
+                },
+            );
+            continue;
+        }
         if let Some(name) = line.strip_prefix("@@ ") {
             section = match name {
                 "facts" => "facts",
@@ -222,6 +266,12 @@ pub fn parse_reads(
     }
     if reads.contains(&Read::Facts) || reads.contains(&Read::Swaps) {
         view.set_swaps(parse_swaps(&swap_lines));
+    }
+    for (i, r) in reads.iter().enumerate() {
+        if let Read::Command(cmd) = r {
+            let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
+            view.set_command(cmd, out);
+        }
     }
     let units: Vec<&Read> = reads
         .iter()
@@ -409,6 +459,7 @@ mod tests {
             Read::File(dir.display().to_string()),
             Read::File(dir.join("nope").display().to_string()),
             Read::Facts,
+            Read::Command("printf 'a\\n@@ end\\n'; echo oops >&2; exit 3".into()),
         ];
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -433,6 +484,13 @@ mod tests {
             .unwrap()
             .exists());
         assert!(!view.facts().unwrap().hostname.is_empty());
+        let c = view
+            .command("printf 'a\\n@@ end\\n'; echo oops >&2; exit 3")
+            .unwrap();
+        assert_eq!(
+            (c.status, c.stdout.as_slice(), c.stderr.as_slice()),
+            (3, &b"a\n@@ end\n"[..], &b"oops\n"[..])
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! Modules: each one resolves its arguments for a host, declares what it must read, and plans
 //! against a HostView. Pure: no I/O, no async; the engine does the reading and applying.
 
+pub mod bootstrap_token;
 pub mod command;
 pub mod copy;
 pub mod file;
@@ -8,6 +9,9 @@ pub mod file_common;
 #[cfg(test)]
 mod fixtures;
 pub mod kube_flags;
+pub mod kube_object;
+pub mod kube_wait;
+pub mod kubectl;
 pub mod swap;
 pub mod systemd;
 pub mod template;
@@ -50,6 +54,18 @@ pub trait Module: Send {
     fn runs_commands(&self) -> bool {
         false
     }
+    /// Values to redact everywhere (a token, Secret data), known once arguments resolve.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Values added to the task's registered result, from the state planned against.
+    fn output(&self, _view: &HostView) -> Vec<(String, minijinja::Value)> {
+        Vec::new()
+    }
+    /// False for modules that only wait or check: success is `ok`, not `changed`.
+    fn changes_host(&self) -> bool {
+        true
+    }
 }
 
 /// A task's module call as written in the playbook, type-checked at load time.
@@ -63,6 +79,9 @@ pub enum ModuleArgs {
     Systemd(systemd::Args),
     Swap(swap::Args),
     KubeFlags(kube_flags::Args),
+    KubeObject(kube_object::Args),
+    BootstrapToken(bootstrap_token::Args),
+    KubeWait(kube_wait::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -76,6 +95,9 @@ pub const MODULE_NAMES: &[&str] = &[
     "systemd_service",
     "swap",
     "kube_flags",
+    "kube_object",
+    "bootstrap_token",
+    "kube_wait",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
@@ -87,7 +109,10 @@ pub fn canonical_name(key: &str) -> Option<&'static str> {
 impl ModuleArgs {
     /// `command` and `shell`: their effect is known only by running them.
     pub fn runs_commands(&self) -> bool {
-        matches!(self, ModuleArgs::Command(_) | ModuleArgs::Shell(_))
+        matches!(
+            self,
+            ModuleArgs::Command(_) | ModuleArgs::Shell(_) | ModuleArgs::KubeWait(_)
+        )
     }
 
     pub fn name(&self) -> &'static str {
@@ -100,6 +125,9 @@ impl ModuleArgs {
             ModuleArgs::Systemd(_) => "systemd",
             ModuleArgs::Swap(_) => "swap",
             ModuleArgs::KubeFlags(_) => "kube_flags",
+            ModuleArgs::KubeObject(_) => "kube_object",
+            ModuleArgs::BootstrapToken(_) => "bootstrap_token",
+            ModuleArgs::KubeWait(_) => "kube_wait",
         }
     }
 
@@ -126,6 +154,9 @@ impl ModuleArgs {
             ModuleArgs::Systemd(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Swap(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeFlags(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeObject(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::BootstrapToken(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -146,6 +177,9 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "systemd" | "systemd_service" => ModuleArgs::Systemd(Deserialize::deserialize(d)?),
             "swap" => ModuleArgs::Swap(Deserialize::deserialize(d)?),
             "kube_flags" => ModuleArgs::KubeFlags(Deserialize::deserialize(d)?),
+            "kube_object" => ModuleArgs::KubeObject(Deserialize::deserialize(d)?),
+            "bootstrap_token" => ModuleArgs::BootstrapToken(Deserialize::deserialize(d)?),
+            "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

@@ -12,17 +12,9 @@ use crate::engine::{self, RunCx};
 use crate::error::{exit, Error};
 use crate::playbook::{self, Playbook};
 use crate::report::{self, PlainReporter, ProgressReporter, Reporter};
-use crate::secret::Redactor;
+use crate::secret::{is_secret_name, Redactor};
 use crate::template::Templates;
 use crate::vars::parse_extra_vars;
-
-/// Variable names whose values are secrets wherever they appear.
-fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["token", "password", "passwd", "secret", "private_key"]
-        .iter()
-        .any(|s| n.ends_with(s))
-}
 
 fn register_secrets(map: &serde_yaml::Mapping, redactor: &Redactor) {
     for (k, v) in map {

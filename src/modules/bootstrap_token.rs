@@ -1,0 +1,404 @@
+//! `bootstrap_token`: make sure a valid bootstrap token exists. A token that has the wanted
+//! usages and groups and enough life left is reused; only when none fits is one created
+//! (from the OS CSPRNG). The token is registered (`result.token`) and redacted everywhere.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::kubectl::Kubectl;
+use super::template::opt;
+use super::{Module, ModuleError, ResolveCx};
+use crate::hoststate::{HostView, Read};
+use crate::k8s::token::{
+    format_rfc3339, parse_expiration, parse_ttl, validate_group, BootstrapToken, SECRET_PREFIX,
+    SECRET_TYPE,
+};
+use crate::plan::{DiffItem, Op, Planned};
+use crate::template::Tpl;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    pub description: Option<Tpl<String>>,
+    /// Life of a new token (Go duration: 24h, 15m); `0` = never expires.
+    pub ttl: Option<Tpl<String>>,
+    /// A reused token must have at least this much life left.
+    pub min_ttl: Option<Tpl<String>>,
+    /// `authentication`, `signing`.
+    pub usages: Option<Tpl<Vec<String>>>,
+    /// Extra groups, each `system:bootstrappers:…`.
+    pub groups: Option<Tpl<Vec<String>>>,
+    /// Use exactly this token (created if absent) instead of generating one.
+    pub token: Option<Tpl<String>>,
+    pub kubectl: Option<Tpl<String>>,
+    pub kubeconfig: Option<Tpl<String>>,
+}
+
+#[derive(Debug)]
+pub struct EnsureToken {
+    kubectl: Kubectl,
+    description: String,
+    ttl: Duration,
+    min_ttl: Duration,
+    usages: Vec<String>,
+    groups: Vec<String>,
+    fixed: bool,
+    /// Created when no existing token fits.
+    candidate: BootstrapToken,
+    now: SystemTime,
+}
+
+const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+impl Args {
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<EnsureToken, ModuleError> {
+        let dur =
+            |v: &Option<Tpl<String>>, default: &str, what: &str| -> Result<Duration, ModuleError> {
+                let s = opt(v, cx)?.unwrap_or_else(|| default.to_string());
+                parse_ttl(&s).map_err(|e| ModuleError::Invalid(format!("{what}: {e}")))
+            };
+        let usages = opt(&self.usages, cx)?
+            .unwrap_or_else(|| vec!["authentication".into(), "signing".into()]);
+        for u in &usages {
+            if u != "authentication" && u != "signing" {
+                return Err(ModuleError::Invalid(format!(
+                    "usages: {u:?} is not authentication or signing"
+                )));
+            }
+        }
+        let mut groups = opt(&self.groups, cx)?.unwrap_or_else(|| vec![DEFAULT_GROUP.into()]);
+        groups.sort();
+        groups.dedup();
+        for g in &groups {
+            validate_group(g).map_err(|e| ModuleError::Invalid(format!("groups: {e}")))?;
+        }
+        let (candidate, fixed) = match opt(&self.token, cx)? {
+            Some(t) => (
+                BootstrapToken::parse(&t)
+                    .map_err(|e| ModuleError::Invalid(format!("token: {e}")))?,
+                true,
+            ),
+            None => (
+                BootstrapToken::generate().map_err(|e| ModuleError::Invalid(e.to_string()))?,
+                false,
+            ),
+        };
+        Ok(EnsureToken {
+            kubectl: Kubectl::resolve(&self.kubectl, &self.kubeconfig, cx)?,
+            description: opt(&self.description, cx)?
+                .unwrap_or_else(|| "bootstrap token managed by bootstrapctl".into()),
+            ttl: dur(&self.ttl, "24h", "ttl")?,
+            min_ttl: dur(&self.min_ttl, "1h", "min_ttl")?,
+            usages,
+            groups,
+            fixed,
+            candidate,
+            now: SystemTime::now(),
+        })
+    }
+}
+
+/// A token Secret as read from the cluster.
+struct Found {
+    token: BootstrapToken,
+    expires: Option<SystemTime>,
+}
+
+impl EnsureToken {
+    fn list_cmd(&self) -> String {
+        self.kubectl.list(
+            "secrets",
+            Some("kube-system"),
+            Some(&format!("type={SECRET_TYPE}")),
+        )
+    }
+
+    /// The existing token this run will use, if one fits.
+    fn fitting(&self, view: &HostView) -> Result<Option<Found>, ModuleError> {
+        let out = view
+            .command(&self.list_cmd())
+            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?;
+        if out.status != 0 {
+            return Err(ModuleError::Host {
+                path: "secrets in kube-system".into(),
+                message: format!(
+                    "kubectl get failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let list: Json = serde_json::from_slice(&out.stdout).map_err(|e| ModuleError::Host {
+            path: "secrets in kube-system".into(),
+            message: format!("kubectl printed no JSON list: {e}"),
+        })?;
+        let decode = |d: &Json, k: &str| -> Option<String> {
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(d.get(k)?.as_str()?)
+                .ok()?;
+            String::from_utf8(b).ok()
+        };
+        let mut best: Option<Found> = None;
+        for item in list["items"].as_array().into_iter().flatten() {
+            let data = &item["data"];
+            let (Some(id), Some(secret)) = (decode(data, "token-id"), decode(data, "token-secret"))
+            else {
+                continue;
+            };
+            let Ok(token) = BootstrapToken::parse(&format!("{id}.{secret}")) else {
+                continue;
+            };
+            if item["metadata"]["name"].as_str() != Some(&token.secret_name()) {
+                continue;
+            }
+            if self.fixed && token != self.candidate {
+                continue;
+            }
+            let usage =
+                |u: &str| decode(data, &format!("usage-bootstrap-{u}")).as_deref() == Some("true");
+            if !self.usages.iter().all(|u| usage(u)) {
+                continue;
+            }
+            let mut groups: Vec<String> = decode(data, "auth-extra-groups")
+                .unwrap_or_default()
+                .split(',')
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect();
+            groups.sort();
+            if groups != self.groups {
+                continue;
+            }
+            let expires = match decode(data, "expiration") {
+                None => None,
+                Some(e) => match parse_expiration(&e) {
+                    Ok(t) => Some(t),
+                    Err(_) => continue,
+                },
+            };
+            if expires.is_some_and(|t| t < self.now + self.min_ttl) {
+                continue;
+            }
+            // Prefer the token that lives longest.
+            if best.as_ref().is_none_or(|b| match (b.expires, expires) {
+                (Some(a), Some(c)) => c > a,
+                (Some(_), None) => true,
+                _ => false,
+            }) {
+                best = Some(Found { token, expires });
+            }
+        }
+        Ok(best)
+    }
+
+    fn manifest(&self) -> (String, String) {
+        let t = &self.candidate;
+        let expiration = (!self.ttl.is_zero()).then(|| format_rfc3339(self.now + self.ttl));
+        let mut lines = vec![
+            "apiVersion: v1".to_string(),
+            "kind: Secret".to_string(),
+            "metadata:".to_string(),
+            format!("  name: {}", t.secret_name()),
+            "  namespace: kube-system".to_string(),
+            format!("type: {SECRET_TYPE}"),
+            "stringData:".to_string(),
+            format!(
+                "  description: {}",
+                serde_json::to_string(&self.description).unwrap_or_default()
+            ),
+            format!("  token-id: \"{}\"", t.id()),
+            format!("  token-secret: \"{}\"", t.secret()),
+        ];
+        if let Some(e) = &expiration {
+            lines.push(format!("  expiration: \"{e}\""));
+        }
+        for u in &self.usages {
+            lines.push(format!("  usage-bootstrap-{u}: \"true\""));
+        }
+        if !self.groups.is_empty() {
+            lines.push(format!(
+                "  auth-extra-groups: \"{}\"",
+                self.groups.join(",")
+            ));
+        }
+        let yaml = lines.join("\n") + "\n";
+        let shown = yaml.replace(t.secret(), crate::secret::REDACTED);
+        (yaml, shown)
+    }
+}
+
+impl Module for EnsureToken {
+    fn reads(&self) -> Vec<Read> {
+        vec![Read::Command(self.list_cmd())]
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.candidate.full(), self.candidate.secret().to_string()]
+    }
+
+    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        if let Some(found) = self.fitting(view)? {
+            return Ok(Planned::NoChange {
+                reason: format!(
+                    "token {} is valid {}",
+                    found.token.id(),
+                    found
+                        .expires
+                        .map(|t| format!("until {}", format_rfc3339(t)))
+                        .unwrap_or_else(|| "without expiry".into())
+                ),
+            });
+        }
+        let (yaml, shown) = self.manifest();
+        Ok(Planned::Change {
+            ops: vec![Op::Exec {
+                command: self.kubectl.apply(&yaml),
+                chdir: None,
+            }],
+            diffs: vec![DiffItem {
+                subject: format!(
+                    "Secret kube-system/{SECRET_PREFIX}{} (new bootstrap token)",
+                    self.candidate.id()
+                ),
+                before: String::new(),
+                after: shown,
+                secret: false,
+            }],
+        })
+    }
+
+    fn output(&self, view: &HostView) -> Vec<(String, minijinja::Value)> {
+        let found = self.fitting(view).ok().flatten();
+        let (token, expires, created) = match found {
+            Some(f) => (f.token, f.expires, false),
+            None => (
+                self.candidate.clone(),
+                (!self.ttl.is_zero()).then(|| self.now + self.ttl),
+                true,
+            ),
+        };
+        vec![
+            ("token".into(), minijinja::Value::from(token.full())),
+            ("token_id".into(), minijinja::Value::from(token.id())),
+            ("created".into(), minijinja::Value::from(created)),
+            (
+                "expiration".into(),
+                minijinja::Value::from(expires.map(format_rfc3339).unwrap_or_default()),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hoststate::CommandOutput;
+    use crate::template::Templates;
+
+    fn module(args: &str) -> EnsureToken {
+        let t = Templates::new(vec![]);
+        let vars = minijinja::context! {};
+        let args: Args = serde_yaml::from_str(args).unwrap();
+        args.resolve(&ResolveCx {
+            templates: &t,
+            vars: &vars,
+            base_dir: std::path::Path::new("."),
+            what: "t",
+        })
+        .unwrap()
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn secret(id: &str, sec: &str, expiration: &str, groups: &str) -> String {
+        format!(
+            r#"{{"metadata":{{"name":"bootstrap-token-{id}"}},"type":"bootstrap.kubernetes.io/token","data":{{"token-id":"{}","token-secret":"{}","expiration":"{}","usage-bootstrap-authentication":"{}","usage-bootstrap-signing":"{}","auth-extra-groups":"{}"}}}}"#,
+            b64(id),
+            b64(sec),
+            b64(expiration),
+            b64("true"),
+            b64("true"),
+            b64(groups)
+        )
+    }
+
+    fn view(m: &EnsureToken, items: &[String]) -> HostView {
+        let mut v = HostView::new();
+        let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
+        v.set_command(
+            &m.list_cmd(),
+            CommandOutput {
+                status: 0,
+                stdout: body.into_bytes(),
+                stderr: vec![],
+            },
+        );
+        v
+    }
+
+    #[test]
+    fn a_fitting_token_is_reused_and_registered() {
+        let m = module("groups: [system:bootstrappers:worker]");
+        let later = format_rfc3339(SystemTime::now() + Duration::from_secs(7200));
+        let v = view(
+            &m,
+            &[secret(
+                "abcdef",
+                "0123456789abcdef",
+                &later,
+                "system:bootstrappers:worker",
+            )],
+        );
+        let Planned::NoChange { reason } = m.plan(&v).unwrap() else {
+            panic!()
+        };
+        assert_eq!(reason, format!("token abcdef is valid until {later}"));
+        let out = m.output(&v);
+        assert_eq!(out[0].1.as_str(), Some("abcdef.0123456789abcdef"));
+        assert!(!out[2].1.is_true());
+    }
+
+    #[test]
+    fn an_expiring_or_mismatched_token_makes_a_new_one_shown_redacted() {
+        let m = module("groups: [system:bootstrappers:worker]\nttl: 2h");
+        let soon = format_rfc3339(SystemTime::now() + Duration::from_secs(600));
+        let later = format_rfc3339(SystemTime::now() + Duration::from_secs(7200));
+        let v = view(
+            &m,
+            &[
+                secret(
+                    "aaaaaa",
+                    "0123456789abcdef",
+                    &soon,
+                    "system:bootstrappers:worker",
+                ),
+                secret(
+                    "bbbbbb",
+                    "0123456789abcdef",
+                    &later,
+                    "system:bootstrappers:other",
+                ),
+            ],
+        );
+        let Planned::Change { ops, diffs } = m.plan(&v).unwrap() else {
+            panic!()
+        };
+        let Op::Exec { command, .. } = &ops[0] else {
+            panic!()
+        };
+        assert!(command.contains(&format!("token-secret: \"{}\"", m.candidate.secret())));
+        assert!(
+            !diffs[0].after.contains(m.candidate.secret()),
+            "{}",
+            diffs[0].after
+        );
+        assert!(diffs[0].after.contains("usage-bootstrap-signing: \"true\""));
+        let out = m.output(&v);
+        assert_eq!(out[0].1.as_str(), Some(m.candidate.full().as_str()));
+        assert!(out[2].1.is_true());
+    }
+}
