@@ -1,7 +1,14 @@
 //! Playbooks and templates shipped inside the binary; files on disk beside a user's playbook
 //! take precedence over them.
 
-pub static PLAYBOOKS: &[(&str, &str)] = &[("site.yaml", include_str!("../playbooks/site.yaml"))];
+pub static PLAYBOOKS: &[(&str, &str)] = &[
+    ("site.yaml", include_str!("../playbooks/site.yaml")),
+    (
+        "control-plane.yaml",
+        include_str!("../playbooks/control-plane.yaml"),
+    ),
+    ("workers.yaml", include_str!("../playbooks/workers.yaml")),
+];
 
 pub static TEMPLATES: &[(&str, &str)] = &[
     (

@@ -13,6 +13,9 @@ use serde::Deserialize;
 /// Templates shipped inside the binary; files beside the playbook take precedence.
 pub use crate::content::TEMPLATES as EMBEDDED_TEMPLATES;
 
+/// Context key holding the vars that failed to render, with why (see vars::context).
+pub const BROKEN_VARS: &str = "__bootstrapctl_broken_vars";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("undefined variable `{name}` in {template} line {line}")]
@@ -199,6 +202,16 @@ fn convert(
             .filter(|path| !path_defined(ctx, path))
             .min();
         if let Some(name) = missing {
+            let root = name.split('.').next().unwrap_or(&name);
+            if let Ok(why) = ctx.get_attr(BROKEN_VARS).and_then(|b| b.get_attr(root)) {
+                if !why.is_undefined() {
+                    return TemplateError::Render {
+                        template,
+                        line,
+                        message: format!("variable `{root}` could not be rendered: {why}"),
+                    };
+                }
+            }
             return TemplateError::Undefined {
                 name,
                 template,

@@ -48,6 +48,10 @@ pub fn context(t: &Templates, shared: &Shared, s: &Scope<'_>) -> Result<Value, T
     );
     ctx.insert("groups".into(), shared.groups.clone());
     ctx.insert("hostvars".into(), shared.hostvars.clone());
+    // Vars render in order, which is as far as Ansible's lazy evaluation matters here: a var
+    // that cannot render (it uses something undefined) is left out, and its error is kept so a
+    // template that uses it says why (see template::convert).
+    let mut broken: BTreeMap<String, Value> = BTreeMap::new();
     for (layer, what) in [
         (s.inventory, "inventory vars"),
         (s.play_vars, "play vars"),
@@ -55,9 +59,20 @@ pub fn context(t: &Templates, shared: &Shared, s: &Scope<'_>) -> Result<Value, T
     ] {
         for (k, v) in layer {
             let snapshot = Value::from(ctx.clone());
-            let value = render_yaml(t, v, &snapshot, &format!("{what} {}", key_string(k)))?;
-            ctx.insert(key_string(k), value);
+            match render_yaml(t, v, &snapshot, &format!("{what} {}", key_string(k))) {
+                Ok(value) => {
+                    broken.remove(&key_string(k));
+                    ctx.insert(key_string(k), value);
+                }
+                Err(e) => {
+                    ctx.remove(&key_string(k));
+                    broken.insert(key_string(k), Value::from(e.to_string()));
+                }
+            }
         }
+    }
+    if !broken.is_empty() {
+        ctx.insert(crate::template::BROKEN_VARS.into(), Value::from(broken));
     }
     if let Some(f) = s.facts {
         ctx.insert("ansible_facts".into(), Value::from_serialize(f));
@@ -154,6 +169,38 @@ mod tests {
             ("inv".into(), "play".into(), "extra".into())
         );
         assert_eq!(get("url"), "https://cp-1:6443");
+    }
+
+    #[test]
+    fn a_var_that_cannot_render_is_named_when_used() {
+        let t = Templates::new(vec![]);
+        let play: serde_yaml::Mapping =
+            serde_yaml::from_str("url: 'https://{{ nohost.address }}'").unwrap();
+        let shared = Shared {
+            groups: Value::from(BTreeMap::<String, Vec<String>>::new()),
+            hostvars: Value::from(BTreeMap::<String, Value>::new()),
+            extra: BTreeMap::new(),
+        };
+        let empty = serde_yaml::Mapping::new();
+        let ctx = context(
+            &t,
+            &shared,
+            &Scope {
+                host: "h",
+                inventory: &empty,
+                play_vars: &play,
+                task_vars: &empty,
+                facts: None,
+                registered: &BTreeMap::new(),
+                item: None,
+            },
+        )
+        .unwrap();
+        let err = t
+            .render_str("{{ url }}", &ctx, "x")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "template x line 1: variable `url` could not be rendered: undefined variable `nohost.address` in play vars url line 1");
     }
 
     #[test]

@@ -32,14 +32,81 @@ pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
+    parse_with(text, path, &|name: &str, base: &Path| {
+        let p = base.parent().unwrap_or(Path::new(".")).join(name);
+        std::fs::read_to_string(&p)
+            .map(|t| (t, p.clone()))
+            .map_err(|source| PlaybookError::Read { path: p, source })
+    })
+}
+
+/// Where `import_playbook` finds the named playbook: (text, path for messages).
+pub type Importer<'a> = &'a dyn Fn(&str, &Path) -> Result<(String, PathBuf), PlaybookError>;
+
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    import: Importer<'_>,
+) -> Result<Playbook, PlaybookError> {
+    let plays = expand(text, path, import, 0)?;
+    validate(&plays, path)?;
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        plays,
+    })
+}
+
+fn expand(
+    text: &str,
+    path: &Path,
+    import: Importer<'_>,
+    depth: usize,
+) -> Result<Vec<Play>, PlaybookError> {
+    let invalid = |message: String| PlaybookError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    if depth > 8 {
+        return Err(invalid(
+            "import_playbook nested more than 8 deep (an import cycle?)".into(),
+        ));
+    }
     let plays: Vec<Play> = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
+    let mut out = Vec::new();
+    for (i, play) in plays.into_iter().enumerate() {
+        match &play.import_playbook {
+            Some(name) => {
+                if !play.hosts.is_empty() || !play.tasks.is_empty() || !play.handlers.is_empty() {
+                    return Err(invalid(format!(
+                        "entry {}: import_playbook stands alone (no hosts, tasks or handlers)",
+                        i + 1
+                    )));
+                }
+                let (t, p) = import(name, path)?;
+                out.extend(expand(&t, &p, import, depth + 1)?);
+            }
+            None if play.hosts.is_empty() => {
+                return Err(invalid(format!("play {}: `hosts` is required", i + 1)));
+            }
+            None => {
+                let mut play = play;
+                play.source = path.to_path_buf();
+                out.push(play);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn validate(plays: &[Play], path: &Path) -> Result<(), PlaybookError> {
     if plays.is_empty() {
         return Err(PlaybookError::Invalid {
             path: path.to_path_buf(),
             message: "the playbook has no plays".into(),
         });
     }
-    for play in &plays {
+    for play in plays {
+        let path = &play.source;
         if let Some(serial) = &play.serial {
             serial
                 .batches(1)
@@ -67,10 +134,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
             }
         }
     }
-    Ok(Playbook {
-        path: path.to_path_buf(),
-        plays,
-    })
+    Ok(())
 }
 
 /// serde_yaml puts " at line L column C" at the end of its messages; we put it in front.
@@ -156,6 +220,49 @@ mod tests {
     }
 
     #[test]
+    fn import_playbook_splices_plays_and_catches_cycles() {
+        let import = |name: &str, _: &Path| -> Result<(String, PathBuf), PlaybookError> {
+            let text = match name {
+                "a.yaml" => "- hosts: a\n  tasks: [{command: 'true'}]\n",
+                "loop.yaml" => "- import_playbook: loop.yaml\n",
+                _ => "- hosts: [\n",
+            };
+            Ok((text.to_string(), PathBuf::from(name)))
+        };
+        let pb = parse_with(
+            "- import_playbook: a.yaml\n- hosts: b\n  tasks: []\n",
+            Path::new("site.yaml"),
+            &import,
+        )
+        .unwrap();
+        assert_eq!(
+            pb.plays
+                .iter()
+                .map(|p| p.hosts.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(pb.plays[0].source, PathBuf::from("a.yaml"));
+        let e = parse_with(
+            "- import_playbook: loop.yaml\n",
+            Path::new("site.yaml"),
+            &import,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nested more than 8 deep"), "{e}");
+        let e = parse_with(
+            "- import_playbook: bad.yaml\n",
+            Path::new("site.yaml"),
+            &import,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("bad.yaml:1:"), "{e}");
+        let e =
+            parse_with("- name: x\n  tasks: []\n", Path::new("site.yaml"), &import).unwrap_err();
+        assert_eq!(e.to_string(), "site.yaml: play 1: `hosts` is required");
+    }
+
+    #[test]
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
@@ -171,7 +278,7 @@ mod tests {
         );
         assert_eq!(
             err("- hosts: all\n  taks: []\n"),
-            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `vars`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `tasks`, `handlers`"
+            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `import_playbook`, `vars`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `tasks`, `handlers`"
         );
         assert_eq!(
             err("- hosts: all\n  tasks: [\n"),

@@ -118,7 +118,12 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
 pub struct Play {
     #[serde(default)]
     pub name: Option<String>,
+    /// Required, except on an `import_playbook` entry.
+    #[serde(default)]
     pub hosts: String,
+    /// `- import_playbook: other.yaml`: the other playbook's plays, in place.
+    #[serde(default)]
+    pub import_playbook: Option<String>,
     #[serde(default)]
     pub vars: serde_yaml::Mapping,
     #[serde(default, rename = "become")]
@@ -139,6 +144,9 @@ pub struct Play {
     pub tasks: Vec<Task>,
     #[serde(default)]
     pub handlers: Vec<Task>,
+    /// The file this play came from (imports keep theirs), for messages.
+    #[serde(skip)]
+    pub source: std::path::PathBuf,
 }
 
 fn default_true() -> bool {

@@ -38,8 +38,20 @@ pub fn run(args: RunArgs, preview: bool) -> Result<i32, Error> {
             let text = content::playbook(name)
                 .ok_or_else(|| Error::Config(format!("no shipped playbook {name}")))?;
             (
-                playbook::parse(text, &PathBuf::from(format!("<shipped>/playbooks/{name}")))
-                    .map_err(|e| Error::Config(e.to_string()))?,
+                playbook::loader::parse_with(
+                    text,
+                    &PathBuf::from(format!("<shipped>/playbooks/{name}")),
+                    &|import: &str, _: &std::path::Path| {
+                        let path = PathBuf::from(format!("<shipped>/playbooks/{import}"));
+                        content::playbook(import)
+                            .map(|t| (t.to_string(), path.clone()))
+                            .ok_or(playbook::PlaybookError::Invalid {
+                                path,
+                                message: "no such shipped playbook".into(),
+                            })
+                    },
+                )
+                .map_err(|e| Error::Config(e.to_string()))?,
                 std::env::current_dir().unwrap_or_default(),
             )
         }
