@@ -4,5 +4,6 @@
 mod support;
 
 mod apply;
+mod bootstrap_flow;
 mod cli_errors;
 mod host_keys;
