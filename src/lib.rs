@@ -36,6 +36,13 @@ pub fn run(args: Vec<String>) -> i32 {
     if args.first().is_some_and(|a| lab::invoked_as_systemctl(a)) {
         return lab::systemctl_main(&args[1..]);
     }
+    // ... and as `journalctl`, `kube-controller-manager` and `kubelet` (lab stand-ins).
+    match args.first().map(|a| lab::invoked_as(a)) {
+        Some(Some("journalctl")) => return lab::journalctl::journalctl_main(&args[1..]),
+        Some(Some("kube-controller-manager")) => return lab::kcm::kcm_main(&args[1..]),
+        Some(Some("kubelet")) => return lab::kubelet::kubelet_main(&args[1..]),
+        _ => {}
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -68,6 +75,7 @@ pub fn run(args: Vec<String>) -> i32 {
             groups,
             expiration,
         }) => commands::token::validate(&token, &groups, expiration.as_deref()),
+        Command::Lab(LabCommand::Reboot { host, dir }) => commands::lab::reboot(&dir, &host),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 mod support;
 
 mod apply;
+mod bootstrap_flow;
 mod cli_errors;
 mod engine;
 mod faults;

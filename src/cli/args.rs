@@ -144,4 +144,10 @@ pub enum LabCommand {
         #[arg(long, default_value = ".lab")]
         dir: PathBuf,
     },
+    /// Reboot a host's services: stop its units, start the enabled ones again.
+    Reboot {
+        host: String,
+        #[arg(long, default_value = ".lab")]
+        dir: PathBuf,
+    },
 }

@@ -11,7 +11,7 @@ use super::hosts::{self, PlannedHost, MAX_HOSTS};
 use super::namespace::{self, HostMounts, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
 use super::{
-    inventory, keys, probe, procs, sshd_config, units, HostStatus, LabError, LabInfo, LabSpec,
+    inventory, keys, probe, procs, seed, sshd_config, units, HostStatus, LabError, LabInfo, LabSpec,
 };
 
 /// How long `up` waits for every sshd to answer.
@@ -23,6 +23,15 @@ const DOWN_GRACE: Duration = Duration::from_secs(2);
 const SYSTEMCTL_PATHS: &[&str] = &["/usr/bin/systemctl", "/bin/systemctl"];
 /// Without any systemctl on the machine, the stand-in is put first on PATH instead.
 const SYSTEMCTL_FALLBACK_DIR: &str = "/usr/local/sbin";
+/// The component stand-ins: bootstrapctl bind-mounted read-only at these paths in every host.
+const COMPONENT_PATHS: &[&str] = &[
+    "/usr/local/bin/kube-apiserver",
+    "/usr/local/bin/kube-controller-manager",
+    "/usr/local/bin/kubelet",
+];
+/// Where journalctl may live; without one, the stand-in goes to the fallback path.
+const JOURNALCTL_PATHS: &[&str] = &["/usr/bin/journalctl", "/bin/journalctl"];
+const JOURNALCTL_FALLBACK: &str = "/usr/local/bin/journalctl";
 
 /// Files of one host under `<dir>/hosts/<name>/`.
 struct HostDir {
@@ -123,6 +132,45 @@ fn systemctl_binds(dir: &Path, self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)
             .map_err(LabError::io(format!("creating {}", link.display())))?;
         ensure_mountpoint(SYSTEMCTL_FALLBACK_DIR)?;
         binds.push((bin, PathBuf::from(SYSTEMCTL_FALLBACK_DIR)));
+    }
+    Ok(binds)
+}
+
+/// An empty file on the real machine as a mountpoint for a file bind mount, created only when
+/// absent; nothing is ever written into it.
+fn ensure_file_mountpoint(path: &str) -> Result<(), LabError> {
+    if Path::new(path).symlink_metadata().is_err() {
+        if let Some(d) = Path::new(path).parent() {
+            fs::create_dir_all(d).map_err(LabError::io(format!("creating {}", d.display())))?;
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(LabError::io(format!("creating mountpoint {path}")))?;
+    }
+    Ok(())
+}
+
+/// bootstrapctl over the component binaries and journalctl in every host (read-only).
+fn component_binds(self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError> {
+    let mut binds = Vec::new();
+    let mut seen = BTreeSet::new();
+    for p in JOURNALCTL_PATHS {
+        if let Ok(md) = fs::metadata(p) {
+            if md.is_file() && seen.insert((md.dev(), md.ino())) {
+                binds.push((self_exe.to_path_buf(), PathBuf::from(p)));
+            }
+        }
+    }
+    let mut targets: Vec<&str> = COMPONENT_PATHS.to_vec();
+    if binds.is_empty() {
+        targets.push(JOURNALCTL_FALLBACK);
+    }
+    for t in targets {
+        ensure_file_mountpoint(t)?;
+        binds.push((self_exe.to_path_buf(), PathBuf::from(t)));
     }
     Ok(binds)
 }
@@ -270,7 +318,8 @@ pub fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     {
         ensure_mountpoint(d)?;
     }
-    let binds = systemctl_binds(&dir, &self_exe)?;
+    let mut binds = systemctl_binds(&dir, &self_exe)?;
+    binds.extend(component_binds(&self_exe)?);
 
     // Keys: reused when present, so a restarted lab keeps its known_hosts.
     let client_key = dir.join("id_ed25519");
@@ -378,6 +427,18 @@ pub fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
             secs: UP_TIMEOUT.as_secs(),
             failures,
         });
+    }
+
+    // The seeded control plane on cp-1 (see seed.rs); a failure stops the whole lab.
+    if let Some(cp) = st
+        .hosts
+        .iter()
+        .find(|h| h.group == hosts::GROUP_CONTROL_PLANE)
+    {
+        if let Err(e) = seed::control_plane(&dir, &cp.name, &cp.address, cp.pid) {
+            abort(&st);
+            return Err(e);
+        }
     }
 
     let inventory = dir.join("inventory.yaml");
@@ -500,4 +561,23 @@ pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
             alive,
         }
     }))
+}
+
+/// `lab reboot HOST`: the host's `systemctl reboot` (stand-in), run inside its namespaces.
+pub fn reboot(dir: &Path, host: &str) -> Result<(), LabError> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|_| LabError::NotUp(dir.to_path_buf()))?;
+    let st = state::load(&dir)?.ok_or_else(|| LabError::NotUp(dir.clone()))?;
+    let h =
+        st.hosts.iter().find(|h| h.name == host).ok_or_else(|| {
+            LabError::Spec(format!("no host {host} in the lab in {}", dir.display()))
+        })?;
+    if !verified(h.pid, h.mnt_ns, procs::own_mnt_ns()) {
+        return Err(LabError::Spec(format!(
+            "host {host} is not running (its sshd {} is gone)",
+            h.pid
+        )));
+    }
+    seed::in_host(h.pid, &["/bin/sh", "-c", "systemctl reboot"], b"").map(|_| ())
 }

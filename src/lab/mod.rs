@@ -4,16 +4,26 @@
 //! and UTS namespace with tmpfs over the paths playbooks touch. The library prints nothing: it
 //! returns data and errors, the CLI decides what to show.
 
+mod flagparse;
 mod fleet;
 mod hosts;
 mod inventory;
+pub mod journalctl;
+pub mod kcm;
 mod keys;
+pub mod kube;
+pub mod kubelet;
 mod namespace;
+// Stop-gap copy of the colleague's `src/pki.rs`: replace by `pub(crate) use crate::pki;`.
+pub(crate) mod pki;
 mod probe;
 mod procs;
+mod seed;
+mod service;
 mod sshd_config;
 mod state;
 pub mod systemctl;
+mod timefmt;
 mod units;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +31,20 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use systemctl::{invoked_as_systemctl, systemctl_main};
+
+/// The stand-in an argv[0] names (`journalctl`, `kube-apiserver`, `kube-controller-manager`,
+/// `kubelet`), by basename; None for anything else (bootstrapctl itself).
+pub fn invoked_as(argv0: &str) -> Option<&'static str> {
+    let base = Path::new(argv0).file_name()?.to_str()?;
+    [
+        "journalctl",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubelet",
+    ]
+    .into_iter()
+    .find(|n| *n == base)
+}
 
 /// What `lab up` should build.
 #[derive(Debug, Clone)]
@@ -104,6 +128,13 @@ pub fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
 /// Stops every process of the lab in `dir`; returns how many processes were stopped.
 pub fn down(dir: &Path) -> Result<usize, LabError> {
     fleet::down(dir)
+}
+
+/// Reboots one lab host as far as its services go: stops its running units, forgets their
+/// active state, reloads unit files and starts the enabled ones again (systemctl stand-in's
+/// `reboot`, run inside the host).
+pub fn reboot(dir: &Path, host: &str) -> Result<(), LabError> {
+    fleet::reboot(dir, host)
 }
 
 /// Reports every host of the lab in `dir`, probing each one's SSH port.

@@ -1,14 +1,27 @@
 //! The `systemctl` stand-in bind-mounted into lab hosts: keeps unit state the way systemd
-//! would (definitions frozen at daemon-reload, enablement as *.wants symlinks), runs nothing yet.
+//! would (definitions frozen at daemon-reload, enablement as *.wants symlinks). Units whose
+//! ExecStart runs kube-apiserver, kube-controller-manager or kubelet really run: `start` spawns
+//! that stand-in as a daemon (see `service`), `stop` ends it, `is-active` follows the process.
+//! Other units only keep state. `Restart=` is not honoured: a crashed service stays `failed`.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::service;
 use super::units::{self, Active, Root, Store, ENABLE_DIR, LOG_DIR};
 
 const STAND_IN_NOTE: &str = "(lab stand-in: unit state only)";
+const RUNS_NOTE: &str = "(lab stand-in: runs the component stand-in)";
+
+/// What a unit's main process is doing, as systemd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Running,
+    Failed,
+    Inactive,
+}
 
 /// True when a binary was started under the name `systemctl` (argv[0]'s basename).
 pub fn invoked_as_systemctl(argv0: &str) -> bool {
@@ -156,6 +169,7 @@ pub fn run(root: &Root, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
         "status",
         "cat",
         "list-units",
+        "reboot",
     ];
     if !VERBS.contains(&verb) {
         let _ = writeln!(
@@ -165,7 +179,10 @@ pub fn run(root: &Root, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
         );
         return 1;
     }
-    let needs_units = !matches!(verb, "daemon-reload" | "daemon-reexec" | "list-units");
+    let needs_units = !matches!(
+        verb,
+        "daemon-reload" | "daemon-reexec" | "list-units" | "reboot"
+    );
     if needs_units && names.is_empty() {
         let _ = writeln!(err, "Too few arguments.");
         return 1;
@@ -209,6 +226,7 @@ pub fn run(root: &Root, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
         "status" => cx.status(&names),
         "cat" => cx.cat(&names),
         "list-units" => cx.list_units(),
+        "reboot" => cx.reboot(),
         _ => unreachable!("verb checked above"),
     };
     // Queries leave the state file alone, as systemd's do: a read must not look like a change.
@@ -243,15 +261,31 @@ impl Cx<'_> {
         }
     }
 
+    fn run_state(&self, unit: &str) -> Run {
+        match self.store.state.active.get(unit) {
+            None => Run::Inactive,
+            Some(a) if a.exec_error.is_some() => Run::Failed,
+            Some(Active {
+                pid: Some(pid),
+                started,
+                ..
+            }) if !service::alive(*pid, *started) => Run::Failed,
+            Some(_) => Run::Running,
+        }
+    }
+
     /// The journal-like log of a unit, /var/log/lab/<unit>.log.
     fn log(&mut self, unit: &str, event: &str, exec_start: &[String]) {
+        self.log_line(
+            unit,
+            &format!("{event} {unit}: ExecStart={}", exec_start.join(" ; ")),
+        );
+    }
+
+    fn log_line(&mut self, unit: &str, msg: &str) {
         let dir = self.root.path(LOG_DIR);
         let _ = fs::create_dir_all(&dir);
-        let line = format!(
-            "{} systemd[lab]: {event} {unit}: ExecStart={}\n",
-            utc(now_secs()),
-            exec_start.join(" ; ")
-        );
+        let line = format!("{} systemd[lab]: {msg}\n", utc(now_secs()));
         let file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -264,17 +298,38 @@ impl Cx<'_> {
     fn start(&mut self, unit: &str) {
         let exec = self.store.state.loaded[unit].parsed.exec_start.clone();
         self.log(unit, "Started", &exec);
-        self.store.state.active.insert(
-            unit.to_string(),
-            Active {
-                since: now_secs(),
-                exec_start: exec,
-            },
-        );
+        let mut active = Active {
+            since: now_secs(),
+            exec_start: exec.clone(),
+            pid: None,
+            started: None,
+            exec_error: None,
+        };
+        if let (Some(_), Some(argv)) = (service::component(&exec), service::argv(&exec)) {
+            match service::spawn(self.root, unit, &argv) {
+                Ok((pid, started)) => {
+                    active.pid = Some(pid);
+                    active.started = started;
+                }
+                Err(e) => {
+                    self.log_line(unit, &format!("{unit}: Failed to execute {}: {e}", argv[0]));
+                    self.log_line(
+                        unit,
+                        &format!("{unit}: Main process exited, code=exited, status=203/EXEC"),
+                    );
+                    self.log_line(unit, &format!("{unit}: Failed with result 'exit-code'."));
+                    active.exec_error = Some(format!("{}: {e}", argv[0]));
+                }
+            }
+        }
+        self.store.state.active.insert(unit.to_string(), active);
     }
 
     fn stop(&mut self, unit: &str) {
         if let Some(a) = self.store.state.active.remove(unit) {
+            if let Some(pid) = a.pid {
+                service::stop(self.root, unit, pid, a.started);
+            }
             self.log(unit, "Stopped", &a.exec_start);
         }
     }
@@ -282,9 +337,9 @@ impl Cx<'_> {
     /// start/stop/restart and friends, always with the definition as loaded.
     fn job(&mut self, verb: &str, unit: &str) -> i32 {
         let loaded = self.store.state.loaded.contains_key(unit);
-        let active = self.store.state.active.contains_key(unit);
+        let active = self.run_state(unit) == Run::Running;
         if verb == "stop" {
-            if !loaded && !active {
+            if !loaded && !self.store.state.active.contains_key(unit) {
                 let _ = writeln!(self.err, "Failed to stop {unit}: Unit {unit} not loaded.");
                 return 5;
             }
@@ -298,7 +353,11 @@ impl Cx<'_> {
         }
         self.warn_if_stale(unit);
         match verb {
-            "start" if !active => self.start(unit),
+            "start" if !active => {
+                // A failed unit is started afresh: drop what is left of the old run.
+                self.stop(unit);
+                self.start(unit);
+            }
             "start" => {}
             "reload" if !active => {
                 let _ = writeln!(
@@ -412,10 +471,15 @@ impl Cx<'_> {
     fn is_active(&mut self, names: &[String]) -> i32 {
         let mut any = false;
         for unit in names {
-            let active = self.store.state.active.contains_key(unit);
-            any |= active;
+            let state = self.run_state(unit);
+            any |= state == Run::Running;
             if !self.opts.quiet {
-                let _ = writeln!(self.out, "{}", if active { "active" } else { "inactive" });
+                let word = match state {
+                    Run::Running => "active",
+                    Run::Failed => "failed",
+                    Run::Inactive => "inactive",
+                };
+                let _ = writeln!(self.out, "{word}");
             }
         }
         if any {
@@ -473,13 +537,28 @@ impl Cx<'_> {
                 "not-found"
             }
             .to_string(),
-            "ActiveState" => if active.is_some() {
-                "active"
-            } else {
-                "inactive"
+            "ActiveState" => match self.run_state(unit) {
+                Run::Running => "active",
+                Run::Failed => "failed",
+                Run::Inactive => "inactive",
             }
             .to_string(),
-            "SubState" => if active.is_some() { "running" } else { "dead" }.to_string(),
+            "SubState" => match self.run_state(unit) {
+                Run::Running => "running",
+                Run::Failed => "failed",
+                Run::Inactive => "dead",
+            }
+            .to_string(),
+            "MainPID" => match (self.run_state(unit), active.and_then(|a| a.pid)) {
+                (Run::Running, Some(pid)) => pid.to_string(),
+                _ => "0".to_string(),
+            },
+            "Result" => if self.run_state(unit) == Run::Failed {
+                "exit-code"
+            } else {
+                "success"
+            }
+            .to_string(),
             "UnitFileState" => self.unit_file_state(unit).unwrap_or("").to_string(),
             "NeedDaemonReload" => if st.need_reload(self.root, unit) {
                 "yes"
@@ -547,26 +626,50 @@ impl Cx<'_> {
                 code = code.max(4);
                 continue;
             };
-            let dot = if active.is_some() {
-                "\u{25cf}"
+            let state = self.run_state(unit);
+            let dot = match state {
+                Run::Running => "\u{25cf}",
+                Run::Failed => "\u{00d7}",
+                Run::Inactive => "\u{25cb}",
+            };
+            let note = if service::component(&l.parsed.exec_start).is_some() {
+                RUNS_NOTE
             } else {
-                "\u{25cb}"
+                STAND_IN_NOTE
             };
             let desc = l.parsed.description.clone().unwrap_or_else(|| unit.clone());
             let file_state = self.unit_file_state(unit).unwrap_or("bad");
             let _ = writeln!(self.out, "{dot} {unit} - {desc}");
             let _ = writeln!(
                 self.out,
-                "     Loaded: loaded ({}; {file_state}) {STAND_IN_NOTE}",
+                "     Loaded: loaded ({}; {file_state}) {note}",
                 l.fragment
             );
             match &active {
+                Some(a) if state == Run::Failed => {
+                    let _ = writeln!(
+                        self.out,
+                        "     Active: failed (Result: exit-code) since {}",
+                        utc(a.since)
+                    );
+                    if let Some(e) = &a.exec_error {
+                        let _ = writeln!(
+                            self.out,
+                            "    Process: ExecStart={e} (code=exited, status=203/EXEC)"
+                        );
+                    }
+                    code = code.max(3);
+                }
                 Some(a) => {
                     let _ = writeln!(
                         self.out,
                         "     Active: active (running) since {}",
                         utc(a.since)
                     );
+                    if let Some(pid) = a.pid {
+                        let comm = service::component(&a.exec_start).unwrap_or("?");
+                        let _ = writeln!(self.out, "   Main PID: {pid} ({comm})");
+                    }
                     for e in &a.exec_start {
                         let _ = writeln!(self.out, "  ExecStart: {e}");
                     }
@@ -578,6 +681,10 @@ impl Cx<'_> {
             }
             if self.store.state.need_reload(self.root, unit) {
                 let _ = writeln!(self.out, "Warning: The unit file, source configuration file or drop-ins of {unit} changed on disk. Run 'systemctl daemon-reload' to reload units.");
+            }
+            if let Some(tail) = service::log_tail(self.root, unit, Some(10)) {
+                let _ = writeln!(self.out);
+                let _ = write!(self.out, "{tail}");
             }
         }
         code
@@ -597,17 +704,34 @@ impl Cx<'_> {
         0
     }
 
+    /// What a reboot does to services: every running unit stops, no active state survives, the
+    /// unit files are loaded afresh and the enabled units (WantedBy=/RequiredBy= symlinks)
+    /// start. The host itself (its sshd, its files) stays up.
+    fn reboot(&mut self) -> i32 {
+        let running: Vec<String> = self.store.state.active.keys().cloned().collect();
+        for u in &running {
+            self.stop(u);
+        }
+        self.store.state.active.clear();
+        self.store.state.reload(self.root);
+        for u in units::enabled_units(self.root) {
+            if self.store.state.loaded.contains_key(&u) {
+                self.start(&u);
+            }
+        }
+        0
+    }
+
     fn list_units(&mut self) -> i32 {
         let st = &self.store.state;
         let _ = writeln!(self.out, "  UNIT LOAD ACTIVE SUB DESCRIPTION");
         for (name, l) in &st.loaded {
-            let active = st.active.contains_key(name);
-            if active || self.opts.all {
-                let (a, s) = if active {
-                    ("active", "running")
-                } else {
-                    ("inactive", "dead")
-                };
+            let (a, s) = match self.run_state(name) {
+                Run::Running => ("active", "running"),
+                Run::Failed => ("failed", "failed"),
+                Run::Inactive => ("inactive", "dead"),
+            };
+            if a != "inactive" || self.opts.all {
                 let desc = l.parsed.description.as_deref().unwrap_or(name);
                 let _ = writeln!(self.out, "  {name} loaded {a} {s} {desc}");
             }

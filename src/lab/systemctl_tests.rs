@@ -13,11 +13,41 @@ struct Host {
     root: Root,
 }
 
+/// A dummy component stand-in: logs its arguments, then sleeps (or exits 1 with `--crash`).
+const DUMMY: &str =
+    "#!/bin/sh\necho \"dummy $*\"\ncase \"$*\" in *--crash*) exit 1;; esac\nexec sleep 300\n";
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Services still running after a test are stopped, like `lab down` would.
+        let st = crate::lab::units::Store::open(&self.root).unwrap();
+        for a in st.state.active.values() {
+            if let Some(pid) = a.pid {
+                crate::lab::procs::terminate(&[pid], std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 impl Host {
     fn new() -> Host {
         let tmp = TempDir::new("systemctl");
         let root = Root(tmp.0.clone());
-        Host { _tmp: tmp, root }
+        let h = Host { _tmp: tmp, root };
+        for bin in ["/usr/bin/kubelet", "/usr/local/bin/kube-controller-manager"] {
+            h.write(bin, DUMMY);
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(h.root.path(bin), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        h
+    }
+    fn pid(&self, unit: &str) -> Option<u32> {
+        self.sc(&format!("show -p MainPID --value {unit}"))
+            .1
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
     }
     fn write(&self, path: &str, text: &str) {
         let p = self.root.path(path);
@@ -84,7 +114,10 @@ fn restart_uses_the_definition_as_loaded() {
     );
     let (code, out, _) = h.sc("status kubelet");
     assert_eq!(code, 0);
-    assert!(out.contains("(lab stand-in: unit state only)"), "{out}");
+    assert!(
+        out.contains("(lab stand-in: runs the component stand-in)"),
+        "{out}"
+    );
     assert!(out.contains("Warning: The unit file, source configuration file or drop-ins of kubelet.service changed on disk."), "{out}");
 
     h.sc("daemon-reload");
@@ -270,4 +303,161 @@ fn argv0_decides_the_stand_in() {
 fn utc_formats_unix_time() {
     assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
     assert_eq!(super::utc(1_709_210_096), "2024-02-29 12:34:56 UTC");
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn component_units_run_their_stand_in_and_stop_it() {
+    let h = Host::new();
+    h.write("/etc/systemd/system/kubelet.service", KUBELET);
+    h.write(
+        "/etc/systemd/system/other.service",
+        "[Service]\nExecStart=/usr/bin/containerd\n",
+    );
+    h.sc("daemon-reload");
+    assert_eq!(h.sc("start kubelet other").0, 0);
+    let pid = h.pid("kubelet").expect("kubelet runs");
+    assert!(crate::lab::procs::is_alive(pid));
+    assert_eq!(
+        h.pid("other"),
+        None,
+        "units of other binaries keep state only"
+    );
+    assert_eq!(h.sc("is-active other").1, "active\n");
+    let pid_file = h.root.path("/var/lib/bootstrapctl-lab/kubelet.service.pid");
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    let log = h.root.path("/var/log/lab/kubelet.service.log");
+    wait_for("the service's output in its log", || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("dummy --config=/var/lib/kubelet/config.yaml")
+    });
+    let (_, out, _) = h.sc("status kubelet");
+    assert!(out.contains(&format!("Main PID: {pid} (kubelet)")), "{out}");
+    assert!(
+        out.contains("dummy --config"),
+        "status shows the journal tail: {out}"
+    );
+    assert_eq!(h.sc("start kubelet").0, 0);
+    assert_eq!(
+        h.pid("kubelet"),
+        Some(pid),
+        "start of a running unit does nothing"
+    );
+
+    assert_eq!(h.sc("restart kubelet").0, 0);
+    let pid2 = h.pid("kubelet").unwrap();
+    assert_ne!(pid, pid2);
+    wait_for("the old process to be gone", || {
+        !crate::lab::procs::is_alive(pid)
+    });
+
+    let mut jo = Vec::new();
+    crate::lab::journalctl::run(
+        &h.root,
+        &["-u".into(), "kubelet".into(), "-n".into(), "3".into()],
+        &mut jo,
+        &mut Vec::new(),
+        None,
+    );
+    assert_eq!(String::from_utf8(jo).unwrap().lines().count(), 3);
+
+    assert_eq!(h.sc("stop kubelet").0, 0);
+    assert!(!crate::lab::procs::is_alive(pid2));
+    assert!(!pid_file.exists());
+    assert_eq!(
+        h.sc("is-active kubelet"),
+        (3, "inactive\n".into(), String::new())
+    );
+}
+
+#[test]
+fn a_crashed_service_is_failed_until_started_again() {
+    let h = Host::new();
+    h.write(
+        "/etc/systemd/system/kubelet.service",
+        &KUBELET.replace("config.yaml", "config.yaml --crash"),
+    );
+    h.sc("daemon-reload");
+    assert_eq!(
+        h.sc("start kubelet").0,
+        0,
+        "Type=simple: start succeeds, the crash comes after"
+    );
+    wait_for("the crash", || h.sc("is-active kubelet").1 == "failed\n");
+    assert_eq!(h.sc("is-active kubelet").0, 3);
+    assert_eq!(
+        h.sc("show -p ActiveState,SubState,Result kubelet").1,
+        "ActiveState=failed\nSubState=failed\nResult=exit-code\n"
+    );
+    let (code, out, _) = h.sc("status kubelet");
+    assert_eq!(code, 3);
+    assert!(out.contains("Active: failed (Result: exit-code)"), "{out}");
+
+    h.write("/etc/systemd/system/kubelet.service", KUBELET);
+    h.sc("daemon-reload");
+    h.sc("start kubelet");
+    assert_eq!(h.sc("is-active kubelet").1, "active\n");
+
+    h.write(
+        "/etc/systemd/system/kubelet.service",
+        &KUBELET.replace("/usr/bin/kubelet", "/usr/bin/kubelet-missing/kubelet"),
+    );
+    h.sc("daemon-reload");
+    h.sc("restart kubelet");
+    assert_eq!(
+        h.sc("is-active kubelet").1,
+        "failed\n",
+        "a binary that cannot run: 203/EXEC"
+    );
+    let log = fs::read_to_string(h.root.path("/var/log/lab/kubelet.service.log")).unwrap();
+    assert!(log.contains("status=203/EXEC"), "{log}");
+}
+
+#[test]
+fn reboot_stops_everything_and_starts_the_enabled_units() {
+    let h = Host::new();
+    h.write("/etc/systemd/system/kubelet.service", KUBELET);
+    h.write(
+        "/etc/systemd/system/kube-controller-manager.service",
+        "[Service]\nExecStart=/usr/local/bin/kube-controller-manager --kubeconfig=/k\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    h.sc("daemon-reload");
+    h.sc("enable kubelet");
+    h.sc("start kubelet kube-controller-manager");
+    let (k1, c1) = (
+        h.pid("kubelet").unwrap(),
+        h.pid("kube-controller-manager").unwrap(),
+    );
+    // A change on disk without daemon-reload is picked up by the reboot, as on a real boot.
+    h.write(
+        "/etc/systemd/system/kubelet.service",
+        &KUBELET.replace("config.yaml", "config.yaml --v=4"),
+    );
+    assert_eq!(h.sc("reboot").0, 0);
+    assert!(!crate::lab::procs::is_alive(k1) && !crate::lab::procs::is_alive(c1));
+    let k2 = h.pid("kubelet").expect("enabled: started again");
+    assert_ne!(k1, k2);
+    assert_eq!(
+        h.sc("is-active kube-controller-manager").1,
+        "inactive\n",
+        "not enabled"
+    );
+    assert_eq!(
+        h.sc("show -p ExecStart --value kubelet").1,
+        "/usr/bin/kubelet --config=/var/lib/kubelet/config.yaml --v=4\n"
+    );
 }

@@ -255,6 +255,15 @@ pub struct Active {
     pub since: u64,
     /// The ExecStart the unit was started with (as loaded then).
     pub exec_start: Vec<String>,
+    /// Main process of a unit that runs a component stand-in (none for state-only units).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Its start time in clock ticks, so that a recycled pid is never taken for it.
+    #[serde(default)]
+    pub started: Option<u64>,
+    /// Set when the main process could not be executed (the unit is then `failed`).
+    #[serde(default)]
+    pub exec_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -362,6 +371,24 @@ pub fn enablement_links(root: &Root, unit: &str) -> Vec<String> {
         .collect();
     links.sort();
     links
+}
+
+/// Units enabled through `*.wants`/`*.requires` symlinks under ENABLE_DIR, deduplicated.
+pub fn enabled_units(root: &Root) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(entries) = fs::read_dir(root.path(ENABLE_DIR)) else {
+        return Vec::new();
+    };
+    for e in entries.flatten() {
+        let dir = e.file_name().to_string_lossy().into_owned();
+        if !(dir.ends_with(".wants") || dir.ends_with(".requires")) {
+            continue;
+        }
+        for l in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            out.insert(l.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[cfg(test)]

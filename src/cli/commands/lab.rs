@@ -1,4 +1,4 @@
-//! `lab up|down|status`: the local fleet.
+//! `lab up|down|status|reboot`: the local fleet.
 
 use std::path::Path;
 
@@ -47,6 +47,14 @@ pub fn up(
         info.known_hosts.display(),
         info.key.display()
     );
+    if control_planes > 0 {
+        let d = info.inventory.parent().unwrap_or(dir);
+        println!(
+            "  control plane: cp-1 seeded (kube-apiserver, kube-controller-manager stand-ins)\n  admin:       {}\n  CA:          {}",
+            d.join("admin.kubeconfig").display(),
+            d.join("ca.crt").display()
+        );
+    }
     println!("next: bootstrapctl apply -i {}", info.inventory.display());
     Ok(0)
 }
@@ -72,4 +80,10 @@ pub fn status(dir: &Path) -> Result<i32, Error> {
         );
     }
     Ok(if all_up { 0 } else { 1 })
+}
+
+pub fn reboot(dir: &Path, host: &str) -> Result<i32, Error> {
+    lab::reboot(dir, host).map_err(|e| Error::Lab(e.to_string()))?;
+    println!("lab reboot: {host} stopped its units and started the enabled ones");
+    Ok(0)
 }
