@@ -6,3 +6,4 @@ mod support;
 mod apply;
 mod cli_errors;
 mod host_keys;
+mod ssh_laptop;
