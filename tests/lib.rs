@@ -10,4 +10,5 @@ mod engine;
 mod faults;
 mod host_keys;
 mod secrets;
+mod ssh_laptop;
 mod token_cli;

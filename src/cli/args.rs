@@ -93,6 +93,17 @@ pub struct RunArgs {
     /// Seconds to wait for a connection and SSH handshake.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub connect_timeout: u64,
+    /// OpenSSH client config to read (default ~/.ssh/config; `none` reads none).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Retries after a transient connection failure (refused, reset, timeout before the SSH
+    /// banner), waiting 0.5 s, 1 s, 2 s, ... Never for authentication or host-key failures.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub connect_retries: u32,
+    /// Prompt (no echo) for the sudo password used by `become`; else
+    /// $BOOTSTRAPCTL_BECOME_PASSWORD if set.
+    #[arg(short = 'K', long)]
+    pub ask_become_pass: bool,
     /// Seconds a single remote command may run.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub timeout: u64,

@@ -8,7 +8,12 @@ use crate::engine::conn::ConnectSpec;
 use crate::engine::RunOptions;
 use crate::error::Error;
 use crate::inventory::{Host, Inventory};
-use crate::transport::ssh::SshTarget;
+use crate::transport::ssh::{HostKeyPolicy, SshTarget};
+use crate::transport::ssh_config::{self, expand_tokens, HostConfig, SshConfig, Tokens};
+use crate::transport::BecomePassword;
+
+/// Environment variable holding the sudo password for `become` (when not prompted for).
+pub const BECOME_PASSWORD_ENV: &str = "BOOTSTRAPCTL_BECOME_PASSWORD";
 
 pub struct RunSettings {
     pub inventory_path: PathBuf,
@@ -21,6 +26,10 @@ pub struct RunSettings {
     pub connect_timeout: Duration,
     pub default_user: String,
     pub private_key: Option<PathBuf>,
+    pub ssh_config: SshConfig,
+    pub connect_retries: u32,
+    /// From `--ask-become-pass` or $BOOTSTRAPCTL_BECOME_PASSWORD.
+    pub become_password: Option<BecomePassword>,
     pub detailed_exitcode: bool,
     pub json_report: Option<PathBuf>,
     pub verbose: u8,
@@ -53,6 +62,25 @@ impl RunSettings {
         if a.forks == 0 {
             return Err(Error::Usage("--forks must be at least 1".into()));
         }
+        let ssh_config = match &a.ssh_config {
+            Some(p) if p.as_os_str() == "none" => SshConfig::empty(),
+            Some(p) => SshConfig::load(p, &home(), true).map_err(Error::Config)?,
+            None => SshConfig::load(&home().join(".ssh").join("config"), &home(), false)
+                .map_err(Error::Config)?,
+        };
+        let become_password = if a.ask_become_pass {
+            let pw = rpassword::prompt_password("BECOME password: ").map_err(|e| {
+                Error::Usage(format!(
+                    "--ask-become-pass: cannot read the password from the terminal: {e}"
+                ))
+            })?;
+            Some(BecomePassword::new(pw))
+        } else {
+            std::env::var(BECOME_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(BecomePassword::new)
+        };
         Ok(RunSettings {
             inventory_path: a.inventory,
             playbook: match a.playbook {
@@ -80,44 +108,260 @@ impl RunSettings {
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "root".into()),
             private_key: a.private_key,
+            ssh_config,
+            connect_retries: a.connect_retries,
+            become_password,
             detailed_exitcode: a.detailed_exitcode,
             json_report,
             verbose: a.verbose,
         })
     }
 
-    /// How to reach `host`: inventory `ansible_*` vars first, then the command line.
-    pub fn connect_spec(&self, host: &Host) -> Result<ConnectSpec, Error> {
+    /// How to reach `host`. Precedence, per setting: inventory (`ansible_*`, `bastion`,
+    /// `ansible_ssh_common_args`) > ssh_config > command line > built-in defaults. The name
+    /// looked up in ssh_config is `ansible_host` when set, else the inventory name (what
+    /// Ansible passes to `ssh`).
+    pub fn connect_spec(&self, inventory: &Inventory, host: &Host) -> Result<ConnectSpec, Error> {
         let cfg = |e: crate::inventory::InventoryError| Error::Config(e.to_string());
+        let become_password = self.become_password_for(host)?;
         if host.connection().map_err(cfg)? == "local" {
-            return Ok(ConnectSpec::Local);
+            return Ok(ConnectSpec::Local { become_password });
         }
-        let mut known_hosts = self.known_hosts.clone();
-        if let Some(args) = host
+        let mut target = self.host_target(host)?;
+        target.become_password = become_password;
+        target.jump = self.jump_chain(inventory, host, &target, 0)?;
+        Ok(ConnectSpec::Ssh(Box::new(target)))
+    }
+
+    /// The inventory's `ansible_become_password` (plain text only), else the run's.
+    fn become_password_for(&self, host: &Host) -> Result<Option<BecomePassword>, Error> {
+        for name in ["ansible_become_password", "ansible_become_pass"] {
+            if let Some(v) = host.vars.get(name) {
+                return match v.as_str() {
+                    Some(t) if crate::template::is_template(t) => Err(Error::Config(format!(
+                        "host {}: {name} must be plain text here (templates are not rendered for connection settings); use --ask-become-pass or $BOOTSTRAPCTL_BECOME_PASSWORD",
+                        host.name
+                    ))),
+                    Some(t) => Ok(Some(BecomePassword::new(t))),
+                    None => Err(Error::Config(format!(
+                        "host {}: {name} must be a string",
+                        host.name
+                    ))),
+                };
+            }
+        }
+        Ok(self.become_password.clone())
+    }
+
+    /// Everything but the jump chain and the become password, for an inventory host.
+    fn host_target(&self, host: &Host) -> Result<SshTarget, Error> {
+        let cfg = |e: crate::inventory::InventoryError| Error::Config(e.to_string());
+        let explicit_address = ["ansible_ssh_host", "ansible_host"]
+            .iter()
+            .any(|k| host.vars.get(*k).is_some_and(|v| !v.is_null()));
+        let alias = host.address().map_err(cfg)?;
+        let common = host
             .vars
             .get("ansible_ssh_common_args")
             .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let c = self.ssh_config.lookup(&alias);
+        let address = if explicit_address {
+            alias.clone()
+        } else {
+            c.host_name
+                .as_deref()
+                .map(|h| h.replace("%h", &alias).replace("%%", "%"))
+                .unwrap_or_else(|| alias.clone())
+        };
+        let mut t = self.resolve(
+            host.name.clone(),
+            &alias,
+            address,
+            host.port().map_err(cfg)?,
+            host.user().map_err(cfg)?,
+            host.private_key_file().map_err(cfg)?,
+            &c,
+            &common,
+        )?;
+        t.host = host.name.clone();
+        Ok(t)
+    }
+
+    /// Merge inventory values (`Some` wins), ssh_config `c`, `-o` options in `common` (ssh
+    /// args from the inventory) and the command line into a target without jump hosts.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &self,
+        name: String,
+        alias: &str,
+        address: String,
+        inv_port: Option<u16>,
+        inv_user: Option<String>,
+        inv_key: Option<PathBuf>,
+        c: &HostConfig,
+        common: &str,
+    ) -> Result<SshTarget, Error> {
+        let port = inv_port.or(c.port).unwrap_or(22);
+        let user = inv_user
+            .or_else(|| c.user.clone())
+            .unwrap_or_else(|| self.default_user.clone());
+        let tokens = Tokens {
+            host_name: address.clone(),
+            original: alias.to_string(),
+            user: user.clone(),
+            port,
+            home: home(),
+            local_user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        };
+        let identity_files: Vec<PathBuf> = if let Some(k) = inv_key {
+            vec![k]
+        } else if !c.identity_files.is_empty() {
+            c.identity_files
+                .iter()
+                .map(|f| PathBuf::from(expand_tokens(f, &tokens)))
+                .collect()
+        } else {
+            self.private_key.iter().cloned().collect()
+        };
+        let identities_only = ssh_option(common, "IdentitiesOnly")
+            .map(|v| v.eq_ignore_ascii_case("yes"))
+            .or(c.identities_only)
+            .unwrap_or(false);
+        let known_hosts = match ssh_option(common, "UserKnownHostsFile")
+            .or_else(|| c.user_known_hosts_file.clone())
         {
-            if let Some(file) = ssh_option(args, "UserKnownHostsFile") {
-                known_hosts = expand_home(&file);
+            Some(f) => PathBuf::from(expand_tokens(&f, &tokens)),
+            None => self.known_hosts.clone(),
+        };
+        let policy = match ssh_option(common, "StrictHostKeyChecking")
+            .map(|v| v.to_ascii_lowercase())
+            .or_else(|| c.strict_host_key_checking.clone())
+            .as_deref()
+        {
+            Some("yes" | "ask" | "true") => HostKeyPolicy::Strict,
+            Some("accept-new") => HostKeyPolicy::AcceptNew,
+            Some("no" | "off" | "false") => HostKeyPolicy::No,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "host {name}: StrictHostKeyChecking {other:?} is not one of yes, ask, accept-new, no, off"
+                )))
             }
-        }
-        Ok(ConnectSpec::Ssh(SshTarget {
-            host: host.name.clone(),
-            address: host.address().map_err(cfg)?,
-            port: host.port().map_err(cfg)?.unwrap_or(22),
-            user: host
-                .user()
-                .map_err(cfg)?
-                .unwrap_or_else(|| self.default_user.clone()),
-            identity_file: host
-                .private_key_file()
-                .map_err(cfg)?
-                .or_else(|| self.private_key.clone()),
+            None if self.accept_new_host_keys => HostKeyPolicy::AcceptNew,
+            None => HostKeyPolicy::Strict,
+        };
+        let connect_timeout = match ssh_option(common, "ConnectTimeout") {
+            Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
+                Error::Config(format!("host {name}: ConnectTimeout {v:?} is not a number"))
+            })?),
+            None => c.connect_timeout.unwrap_or(self.connect_timeout),
+        };
+        let connect_retries = c
+            .connection_attempts
+            .map(|n| n.saturating_sub(1) as u32)
+            .unwrap_or(self.connect_retries);
+        Ok(SshTarget {
+            host: name,
+            address,
+            port,
+            user,
+            identity_files,
+            identities_only,
+            agent_socket: None,
             known_hosts,
-            accept_new_host_keys: self.accept_new_host_keys,
-            connect_timeout: self.connect_timeout,
-        }))
+            host_key_policy: policy,
+            connect_timeout,
+            connect_retries,
+            retry_backoff: Duration::from_millis(500),
+            jump: Vec::new(),
+            become_password: None,
+        })
+    }
+
+    /// The jump hosts in front of `host`: the inventory `bastion` variable, else `-J` /
+    /// `-o ProxyJump=` in `ansible_ssh_common_args`, else ssh_config's ProxyJump. A hop that
+    /// names an inventory host uses that host's connection settings (and its own jump
+    /// hosts, which come first); any other hop is resolved through ssh_config like `ssh -J`.
+    fn jump_chain(
+        &self,
+        inventory: &Inventory,
+        host: &Host,
+        target: &SshTarget,
+        depth: usize,
+    ) -> Result<Vec<SshTarget>, Error> {
+        if depth > 8 {
+            return Err(Error::Config(format!(
+                "host {}: jump hosts nest more than 8 deep (a loop?)",
+                host.name
+            )));
+        }
+        let common = host
+            .vars
+            .get("ansible_ssh_common_args")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let hops: Vec<String> = if let Some(b) = host.vars.get("bastion").filter(|v| !v.is_null()) {
+            let b = b.as_str().ok_or_else(|| {
+                Error::Config(format!("host {}: bastion must be a string", host.name))
+            })?;
+            split_hops(b)
+        } else if let Some(j) = jump_arg(common) {
+            split_hops(&j)
+        } else {
+            let alias = host.address().map_err(|e| Error::Config(e.to_string()))?;
+            self.ssh_config
+                .lookup(&alias)
+                .proxy_jump
+                .unwrap_or_default()
+        };
+        let mut chain = Vec::new();
+        for hop in hops {
+            if hop.eq_ignore_ascii_case("none") {
+                continue;
+            }
+            if let Some(h) = inventory.host(&hop).filter(|h| h.name != host.name) {
+                let mut t = self.host_target(h)?;
+                if t.known_hosts == self.known_hosts {
+                    t.known_hosts = target.known_hosts.clone();
+                }
+                chain.extend(self.jump_chain(inventory, h, &t, depth + 1)?);
+                chain.push(t);
+                continue;
+            }
+            let spec = ssh_config::parse_jump_spec(&hop)
+                .map_err(|e| Error::Config(format!("host {}: {e}", host.name)))?;
+            let c = self.ssh_config.lookup(&spec.host);
+            let address = c
+                .host_name
+                .as_deref()
+                .map(|h| h.replace("%h", &spec.host).replace("%%", "%"))
+                .unwrap_or_else(|| spec.host.clone());
+            let mut t = self.resolve(
+                hop.clone(),
+                &spec.host,
+                address,
+                spec.port,
+                spec.user,
+                None,
+                &c,
+                "",
+            )?;
+            // A jump host with no known_hosts of its own checks against the target's.
+            if c.user_known_hosts_file.is_none() {
+                t.known_hosts = target.known_hosts.clone();
+            }
+            chain.push(t);
+        }
+        Ok(chain)
+    }
+
+    /// The run's secrets that are not inventory variables: the become password.
+    pub fn secrets(&self) -> Vec<String> {
+        self.become_password
+            .iter()
+            .map(|p| p.expose().to_string())
+            .collect()
     }
 
     pub fn load_inventory(&self) -> Result<Inventory, Error> {
@@ -151,6 +395,29 @@ pub fn ssh_option(args: &str, name: &str) -> Option<String> {
     None
 }
 
+/// The value of `-J HOPS` (or `-JHOPS`) or `-o ProxyJump=HOPS` in ssh arguments.
+pub fn jump_arg(args: &str) -> Option<String> {
+    let words = shell_words::split(args).ok()?;
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        if w == "-J" {
+            return it.next().cloned();
+        }
+        if let Some(v) = w.strip_prefix("-J") {
+            return Some(v.to_string());
+        }
+    }
+    ssh_option(args, "ProxyJump")
+}
+
+fn split_hops(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn expand_home(p: &str) -> PathBuf {
     match p.strip_prefix("~/") {
         Some(rest) => home().join(rest),
@@ -177,5 +444,17 @@ mod tests {
             Some("/y")
         );
         assert_eq!(ssh_option("-J bastion", "UserKnownHostsFile"), None);
+    }
+
+    #[test]
+    fn reads_jump_hosts_in_every_spelling() {
+        assert_eq!(jump_arg("-J bastion").as_deref(), Some("bastion"));
+        assert_eq!(jump_arg("-Ja@b:2,c").as_deref(), Some("a@b:2,c"));
+        assert_eq!(
+            jump_arg("-o StrictHostKeyChecking=no -o ProxyJump=j1,j2").as_deref(),
+            Some("j1,j2")
+        );
+        assert_eq!(jump_arg("-o UserKnownHostsFile=/x"), None);
+        assert_eq!(split_hops(" a , b,,"), vec!["a", "b"]);
     }
 }

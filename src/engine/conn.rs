@@ -7,14 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::hoststate::HostView;
+use crate::transport::jump::JumpPool;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{SshTarget, SshTransport};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{BecomePassword, Transport, TransportError};
 
 #[derive(Debug, Clone)]
 pub enum ConnectSpec {
-    Local,
-    Ssh(SshTarget),
+    Local {
+        become_password: Option<BecomePassword>,
+    },
+    Ssh(Box<SshTarget>),
 }
 
 pub struct HostConn {
@@ -26,6 +29,8 @@ pub struct HostConn {
     pub facts_gathered: bool,
     /// `register:` results, kept across plays as Ansible does.
     pub registered: std::collections::BTreeMap<String, minijinja::Value>,
+    /// The run's jump-host connections, shared by every host behind the same bastion.
+    pub jumps: JumpPool,
 }
 
 impl HostConn {
@@ -36,10 +41,11 @@ impl HostConn {
         }
         if self.transport.is_none() {
             let t: Result<Box<dyn Transport>, TransportError> = match &self.spec {
-                ConnectSpec::Local => Ok(Box::new(LocalTransport::new())),
-                ConnectSpec::Ssh(target) => {
-                    SshTransport::connect(target).map(|t| Box::new(t) as Box<dyn Transport>)
-                }
+                ConnectSpec::Local { become_password } => Ok(Box::new(
+                    LocalTransport::with_become_password(become_password.clone()),
+                )),
+                ConnectSpec::Ssh(target) => SshTransport::connect_via(target, &self.jumps)
+                    .map(|t| Box::new(t) as Box<dyn Transport>),
             };
             match t {
                 Ok(t) => self.transport = Some(t),
@@ -65,6 +71,7 @@ impl HostConn {
 #[derive(Clone, Default)]
 pub struct Pool {
     slots: Arc<HashMap<String, Arc<Mutex<HostConn>>>>,
+    jumps: JumpPool,
 }
 
 pub struct SshDefaults {
@@ -78,6 +85,7 @@ pub struct SshDefaults {
 
 impl Pool {
     pub fn new(specs: Vec<(String, ConnectSpec)>) -> Self {
+        let jumps = JumpPool::new();
         let slots = specs
             .into_iter()
             .map(|(name, spec)| {
@@ -90,17 +98,24 @@ impl Pool {
                         view: HostView::new(),
                         facts_gathered: false,
                         registered: Default::default(),
+                        jumps: jumps.clone(),
                     })),
                 )
             })
             .collect();
         Pool {
             slots: Arc::new(slots),
+            jumps,
         }
     }
 
     pub fn get(&self, host: &str) -> Option<Arc<Mutex<HostConn>>> {
         self.slots.get(host).cloned()
+    }
+
+    /// Jump-host connections made so far in this run.
+    pub fn jump_connects(&self) -> u64 {
+        self.jumps.connects()
     }
 
     pub fn round_trips(&self, host: &str) -> u64 {

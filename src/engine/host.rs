@@ -214,6 +214,7 @@ impl HostRunner<'_> {
                 Err(e) => Err(crate::transport::TransportError::Connect {
                     addr: self.host.to_string(),
                     reason: e,
+                    transient: false,
                 }),
             };
             if !matches!(&result, Ok(o) if o.success()) {

@@ -54,6 +54,13 @@ pub fn host_pattern(addr: &str, port: u16) -> String {
     }
 }
 
+/// The one name OpenSSH looks a host up under: `addr` on port 22, else only `[addr]:port`
+/// (libssh2's port-aware check would also accept a bare `addr` entry for any port, which
+/// OpenSSH never does: another port is another server, with its own keys).
+fn lookup_name(addr: &str, port: u16) -> String {
+    host_pattern(&addr.to_ascii_lowercase(), port)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// A known_hosts entry for this host has exactly this key.
@@ -141,11 +148,11 @@ impl KnownHostsDb {
 
     /// Key types (blob type names) recorded for this host, in file order of first appearance.
     pub fn known_key_types(&self, addr: &str, port: u16) -> Vec<String> {
-        let addr = addr.to_ascii_lowercase();
+        let name = lookup_name(addr, port);
         // A one-byte "key" never equals a real key, so a host-name hit reports Mismatch.
         self.by_type
             .iter()
-            .filter(|(_, kh)| matches!(kh.check_port(&addr, port, &[0]), CheckResult::Mismatch))
+            .filter(|(_, kh)| matches!(kh.check(&name, &[0]), CheckResult::Mismatch))
             .map(|(t, _)| t.clone())
             .collect()
     }
@@ -155,12 +162,12 @@ impl KnownHostsDb {
         if self.revoked.iter().any(|r| r == blob) {
             return Ok(Verdict::Revoked);
         }
-        let addr = addr.to_ascii_lowercase();
+        let name = lookup_name(addr, port);
         let ktype = blob_key_type(blob).unwrap_or_default();
         let mut host_known = false;
         for (t, kh) in &self.by_type {
             let probe: &[u8] = if t == ktype { blob } else { &[0] };
-            match kh.check_port(&addr, port, probe) {
+            match kh.check(&name, probe) {
                 CheckResult::Match if t == ktype => return Ok(Verdict::Match),
                 CheckResult::Match | CheckResult::Mismatch => host_known = true,
                 CheckResult::NotFound => {}

@@ -4,16 +4,25 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{become_wrap, Become, ExecOutput, Transport, TransportError};
+use super::{wrap_become, Become, BecomePassword, ExecOutput, Transport, TransportError};
 
 #[derive(Debug, Default)]
 pub struct LocalTransport {
     round_trips: u64,
+    become_password: Option<BecomePassword>,
 }
 
 impl LocalTransport {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `become` feeds this password to `sudo -S` (see `become_wrap_with_password`).
+    pub fn with_become_password(password: Option<BecomePassword>) -> Self {
+        LocalTransport {
+            round_trips: 0,
+            become_password: password,
+        }
     }
 }
 
@@ -27,12 +36,16 @@ impl Transport for LocalTransport {
     ) -> Result<ExecOutput, TransportError> {
         self.round_trips += 1;
         let is_root = unsafe { libc::geteuid() } == 0;
-        let wrapped = match become_ {
-            Some(b) if !(is_root && b.user.as_deref().unwrap_or("root") == "root") => {
-                become_wrap(command, Some(b))
-            }
-            _ => command.to_string(),
-        };
+        let already =
+            become_.is_some_and(|b| is_root && b.user.as_deref().unwrap_or("root") == "root");
+        let (wrapped, fed) = wrap_become(
+            command,
+            stdin,
+            become_,
+            already,
+            self.become_password.as_ref(),
+        );
+        let stdin = fed.as_deref().unwrap_or(stdin);
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(&wrapped)

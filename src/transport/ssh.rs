@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, ErrorCode, MethodType, Session};
 
+use super::jump::JumpPool;
 use super::known_hosts::{self, KnownHostsDb, Verdict};
-use super::{become_wrap, Become, ExecOutput, Transport, TransportError};
+use super::{
+    become_wrap, wrap_become, Become, BecomePassword, ExecOutput, Transport, TransportError,
+};
 
 pub use super::known_hosts::fingerprint_sha256;
 
@@ -30,25 +33,102 @@ const CHUNK: usize = 32 * 1024;
 /// How long a timed-out command's channel may take to close before it is abandoned.
 const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
+/// What to do with a host key that known_hosts does not hold (a CHANGED key is always refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown keys (`StrictHostKeyChecking yes`/`ask`, the default).
+    #[default]
+    Strict,
+    /// Record unknown keys (`--accept-new-host-keys`, `StrictHostKeyChecking accept-new`).
+    AcceptNew,
+    /// `StrictHostKeyChecking no`/`off`: treated as accept-new. Unlike OpenSSH, a changed key
+    /// is still refused, and the refusal says so.
+    No,
+}
+
+impl HostKeyPolicy {
+    pub fn accepts_new(self) -> bool {
+        !matches!(self, HostKeyPolicy::Strict)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
-    /// Inventory name, used in messages.
+    /// Inventory name (or, for a jump host, its spec), used in messages.
     pub host: String,
     /// IP or DNS name to connect to (and to look up in known_hosts).
     pub address: String,
     pub port: u16,
     pub user: String,
-    /// Else the agent (SSH_AUTH_SOCK), else ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist.
-    pub identity_file: Option<PathBuf>,
+    /// Keys to offer, in order (the agent's copy when it holds the same public key). Empty:
+    /// every agent key, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist.
+    pub identity_files: Vec<PathBuf>,
+    /// Offer only `identity_files` (from a file or the agent), no other agent key.
+    pub identities_only: bool,
+    /// The agent's socket; `None`: `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     pub known_hosts: PathBuf,
-    pub accept_new_host_keys: bool,
+    pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
+    /// Further attempts after a transient failure (refused, reset, timeout before the banner).
+    pub connect_retries: u32,
+    /// Wait before the first retry; doubled before each next one.
+    pub retry_backoff: Duration,
+    /// Jump hosts, first hop first (`ProxyJump a,b`): each is reached through the previous.
+    pub jump: Vec<SshTarget>,
+    /// Fed to `sudo -S` when `become` needs it.
+    pub become_password: Option<BecomePassword>,
+}
+
+impl Default for SshTarget {
+    fn default() -> Self {
+        SshTarget {
+            host: String::new(),
+            address: String::new(),
+            port: 22,
+            user: "root".into(),
+            identity_files: Vec::new(),
+            identities_only: false,
+            agent_socket: None,
+            known_hosts: PathBuf::from("/dev/null"),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            connect_retries: 0,
+            retry_backoff: Duration::from_millis(500),
+            jump: Vec::new(),
+            become_password: None,
+        }
+    }
+}
+
+impl SshTarget {
+    /// `user@address:port`, how this hop is named in the jump pool and in messages.
+    pub fn spec(&self) -> String {
+        format!("{}@{}", self.user, self.addr_display())
+    }
+
+    pub(crate) fn addr_display(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        if self.connect_timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.connect_timeout
+        }
+    }
 }
 
 pub struct SshTransport {
     session: Session,
     host: String,
     user: String,
+    become_password: Option<BecomePassword>,
     round_trips: u64,
     /// Set once the connection is known to be dead: later execs fail fast with `Lost`.
     broken: Option<String>,
@@ -64,14 +144,14 @@ impl std::fmt::Debug for SshTransport {
     }
 }
 
-fn code_of(e: &ssh2::Error) -> i32 {
+pub(crate) fn code_of(e: &ssh2::Error) -> i32 {
     match e.code() {
         ErrorCode::Session(c) => c,
         ErrorCode::SFTP(c) => c,
     }
 }
 
-fn is_eagain(e: &ssh2::Error) -> bool {
+pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
     code_of(e) == LIBSSH2_ERROR_EAGAIN
 }
 
@@ -109,118 +189,30 @@ const HOSTKEY_PREFS: &[&str] = &[
 ];
 
 impl SshTransport {
+    /// Connect (through `t.jump` if set, with a pool private to this call), retrying
+    /// transient failures `t.connect_retries` times.
     pub fn connect(t: &SshTarget) -> Result<SshTransport, TransportError> {
-        let addr_display = if t.address.contains(':') {
-            format!("[{}]:{}", t.address, t.port)
-        } else {
-            format!("{}:{}", t.address, t.port)
-        };
-        let connect_err = |reason: String| TransportError::Connect {
-            addr: format!("{} ({addr_display})", t.host),
-            reason,
-        };
+        Self::connect_via(t, &JumpPool::new())
+    }
 
-        // TCP.
-        let addrs: Vec<SocketAddr> = (t.address.as_str(), t.port)
-            .to_socket_addrs()
-            .map_err(|e| connect_err(format!("cannot resolve {}: {e}", t.address)))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(connect_err(format!("{} resolves to no address", t.address)));
-        }
-        let timeout = if t.connect_timeout.is_zero() {
-            Duration::from_secs(30)
-        } else {
-            t.connect_timeout
-        };
-        let mut last_err = None;
-        let mut stream = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, timeout) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = Some(format!("{a}: {e}")),
-            }
-        }
-        let stream = stream.ok_or_else(|| connect_err(last_err.unwrap_or_default()))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| connect_err(format!("setting TCP_NODELAY: {e}")))?;
-
-        // SSH handshake, bounded by the connect timeout.
-        let mut session =
-            Session::new().map_err(|e| connect_err(format!("libssh2 session: {e}")))?;
-        session.set_tcp_stream(stream);
-        session.set_blocking(true);
-        session.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
-
-        let kh = KnownHostsDb::load(&t.known_hosts, &session).map_err(TransportError::Other)?;
-        let known_types = kh.known_key_types(&t.address, t.port);
-        let mut hostkey_prefs: Vec<&str> = known_types
-            .iter()
-            .flat_map(|kt| known_hosts::hostkey_algorithms_for(kt).iter().copied())
-            .collect();
-        hostkey_prefs.extend_from_slice(HOSTKEY_PREFS);
-        for (method, prefs) in [
-            (MethodType::Kex, KEX_PREFS),
-            (MethodType::HostKey, hostkey_prefs.as_slice()),
-        ] {
-            if let Ok(supported) = session.supported_algs(method) {
-                let list = ordered_prefs(prefs, &supported);
-                // Best effort: libssh2's defaults are fine if this fails.
-                let _ = session.method_pref(method, &list);
-            }
-        }
-        session.handshake().map_err(|e| {
-            if code_of(&e) == LIBSSH2_ERROR_TIMEOUT {
-                connect_err(format!("SSH handshake timed out after {timeout:?}"))
+    /// Connect, sharing jump-host connections through `pool`.
+    pub fn connect_via(t: &SshTarget, pool: &JumpPool) -> Result<SshTransport, TransportError> {
+        let session = with_retries(t, || {
+            if t.jump.is_empty() {
+                let stream = tcp_connect(t)?;
+                establish(t, stream)
             } else {
-                connect_err(format!("SSH handshake failed: {e}"))
+                let hop = pool.get(&t.jump)?;
+                let stream = hop.open(&t.address, t.port, t.timeout()).map_err(|e| {
+                    TransportError::Connect {
+                        addr: format!("{} ({}) via {}", t.host, t.addr_display(), hop.name()),
+                        reason: e.reason,
+                        transient: e.transient,
+                    }
+                })?;
+                establish(t, stream)
             }
         })?;
-
-        // Host key, before any credential leaves this machine.
-        let (blob, _) = session
-            .host_key()
-            .ok_or_else(|| connect_err("server sent no host key".into()))?;
-        let blob = blob.to_vec();
-        let fingerprint = fingerprint_sha256(&blob);
-        let known_hosts_display = t.known_hosts.display().to_string();
-        match kh.check(&t.address, t.port, &blob) {
-            Ok(Verdict::Match) => {}
-            Ok(Verdict::NotFound) if t.accept_new_host_keys => {
-                known_hosts::append_host_key(&t.known_hosts, &t.address, t.port, &blob)
-                    .map_err(TransportError::Other)?;
-            }
-            Ok(Verdict::NotFound) => {
-                return Err(TransportError::UnknownHostKey {
-                    host: t.host.clone(),
-                    known_hosts: known_hosts_display,
-                    fingerprint,
-                })
-            }
-            Ok(Verdict::Mismatch) => {
-                return Err(TransportError::ChangedHostKey {
-                    host: t.host.clone(),
-                    known_hosts: known_hosts_display,
-                    fingerprint,
-                })
-            }
-            Ok(Verdict::Revoked) => {
-                return Err(TransportError::RevokedHostKey {
-                    host: t.host.clone(),
-                    known_hosts: known_hosts_display,
-                    fingerprint,
-                })
-            }
-            Err(e) => return Err(TransportError::Other(e)),
-        }
-        drop(kh);
-
-        authenticate(&session, t)?;
-
         // Exec drives the session non-blocking with its own deadlines.
         session.set_timeout(0);
         session.set_blocking(false);
@@ -228,6 +220,7 @@ impl SshTransport {
             session,
             host: t.host.clone(),
             user: t.user.clone(),
+            become_password: t.become_password.clone(),
             round_trips: 0,
             broken: None,
         })
@@ -480,7 +473,7 @@ impl SshTransport {
 /// next small packet (exec reply, exit-status, EOF, CLOSE) until our ACK: with delayed ACKs
 /// every exec would stall ~40 ms per burst. The kernel drops out of quick-ACK mode by itself,
 /// so this is re-armed before each wait.
-fn set_quickack(fd: i32) {
+pub(crate) fn set_quickack(fd: i32) {
     #[cfg(target_os = "linux")]
     unsafe {
         let one: libc::c_int = 1;
@@ -524,43 +517,328 @@ fn signal_number(name: &str) -> i32 {
     }
 }
 
-/// Publickey authentication: the identity file if given, else the agent, else default keys.
+// libssh2 error codes meaning the transport failed before or during the banner exchange.
+const LIBSSH2_ERROR_BANNER_RECV: i32 = -2;
+const LIBSSH2_ERROR_BANNER_SEND: i32 = -3;
+const LIBSSH2_ERROR_SOCKET_SEND: i32 = -7;
+const LIBSSH2_ERROR_SOCKET_DISCONNECT: i32 = -13;
+const LIBSSH2_ERROR_SOCKET_TIMEOUT: i32 = -30;
+const LIBSSH2_ERROR_SOCKET_RECV: i32 = -43;
+
+/// Run `attempt`, and again after `t.retry_backoff`, doubled each time, up to
+/// `t.connect_retries` more times while it fails transiently. Authentication and host-key
+/// failures are returned at once.
+pub(crate) fn with_retries<T>(
+    t: &SshTarget,
+    mut attempt: impl FnMut() -> Result<T, TransportError>,
+) -> Result<T, TransportError> {
+    let mut delay = t.retry_backoff;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && tries <= t.connect_retries => {
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2);
+            }
+            Err(TransportError::Connect {
+                addr,
+                reason,
+                transient,
+            }) if tries > 1 => {
+                return Err(TransportError::Connect {
+                    addr,
+                    reason: format!("{reason} (after {tries} attempts)"),
+                    transient,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn connect_err(t: &SshTarget, reason: String, transient: bool) -> TransportError {
+    TransportError::Connect {
+        addr: format!("{} ({})", t.host, t.addr_display()),
+        reason,
+        transient,
+    }
+}
+
+fn io_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::ECONNRESET
+                | libc::ECONNABORTED
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+        )
+    ) || e.kind() == ErrorKind::TimedOut
+}
+
+/// TCP connect with the target's timeout, TCP_NODELAY set.
+pub(crate) fn tcp_connect(t: &SshTarget) -> Result<TcpStream, TransportError> {
+    let addrs: Vec<SocketAddr> = (t.address.as_str(), t.port)
+        .to_socket_addrs()
+        .map_err(|e| connect_err(t, format!("cannot resolve {}: {e}", t.address), false))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(connect_err(
+            t,
+            format!("{} resolves to no address", t.address),
+            false,
+        ));
+    }
+    let mut last_err = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, t.timeout()) {
+            Ok(s) => {
+                s.set_nodelay(true)
+                    .map_err(|e| connect_err(t, format!("setting TCP_NODELAY: {e}"), false))?;
+                return Ok(s);
+            }
+            Err(e) => last_err = Some((format!("{a}: {e}"), io_transient(&e))),
+        }
+    }
+    let (reason, transient) = last_err.unwrap_or_default();
+    Err(connect_err(t, reason, transient))
+}
+
+/// SSH over an established byte stream (a TCP socket, or one end of a socket pair bridged
+/// to a jump host's channel): handshake preferring known host key types, host key checked
+/// against known_hosts BEFORE any credential leaves this machine, then publickey auth.
+/// Returns the session in blocking mode with the connect timeout set.
+pub(crate) fn establish<S: 'static + AsRawFd>(
+    t: &SshTarget,
+    stream: S,
+) -> Result<Session, TransportError> {
+    let timeout = t.timeout();
+    let mut session =
+        Session::new().map_err(|e| connect_err(t, format!("libssh2 session: {e}"), false))?;
+    session.set_tcp_stream(stream);
+    session.set_blocking(true);
+    session.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
+
+    let kh = KnownHostsDb::load(&t.known_hosts, &session).map_err(TransportError::Other)?;
+    let known_types = kh.known_key_types(&t.address, t.port);
+    let mut hostkey_prefs: Vec<&str> = known_types
+        .iter()
+        .flat_map(|kt| known_hosts::hostkey_algorithms_for(kt).iter().copied())
+        .collect();
+    hostkey_prefs.extend_from_slice(HOSTKEY_PREFS);
+    for (method, prefs) in [
+        (MethodType::Kex, KEX_PREFS),
+        (MethodType::HostKey, hostkey_prefs.as_slice()),
+    ] {
+        if let Ok(supported) = session.supported_algs(method) {
+            let list = ordered_prefs(prefs, &supported);
+            // Best effort: libssh2's defaults are fine if this fails.
+            let _ = session.method_pref(method, &list);
+        }
+    }
+    session.handshake().map_err(|e| {
+        let code = code_of(&e);
+        let transient = matches!(
+            code,
+            LIBSSH2_ERROR_BANNER_RECV
+                | LIBSSH2_ERROR_BANNER_SEND
+                | LIBSSH2_ERROR_SOCKET_SEND
+                | LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | LIBSSH2_ERROR_SOCKET_TIMEOUT
+                | LIBSSH2_ERROR_SOCKET_RECV
+                | LIBSSH2_ERROR_TIMEOUT
+        );
+        if code == LIBSSH2_ERROR_TIMEOUT {
+            connect_err(
+                t,
+                format!("SSH handshake timed out after {timeout:?}"),
+                true,
+            )
+        } else {
+            connect_err(t, format!("SSH handshake failed: {e}"), transient)
+        }
+    })?;
+
+    let (blob, _) = session
+        .host_key()
+        .ok_or_else(|| connect_err(t, "server sent no host key".into(), false))?;
+    let blob = blob.to_vec();
+    let fingerprint = fingerprint_sha256(&blob);
+    let known_hosts_display = t.known_hosts.display().to_string();
+    match kh.check(&t.address, t.port, &blob) {
+        Ok(Verdict::Match) => {}
+        Ok(Verdict::NotFound) if t.host_key_policy.accepts_new() => {
+            known_hosts::append_host_key(&t.known_hosts, &t.address, t.port, &blob)
+                .map_err(TransportError::Other)?;
+        }
+        Ok(Verdict::NotFound) => {
+            return Err(TransportError::UnknownHostKey {
+                host: t.host.clone(),
+                known_hosts: known_hosts_display,
+                fingerprint,
+            })
+        }
+        Ok(Verdict::Mismatch) => {
+            return Err(TransportError::ChangedHostKey {
+                host: t.host.clone(),
+                known_hosts: known_hosts_display,
+                fingerprint,
+                note: if t.host_key_policy == HostKeyPolicy::No {
+                    " (StrictHostKeyChecking=no is treated as accept-new: a changed key is always refused)"
+                        .into()
+                } else {
+                    String::new()
+                },
+            })
+        }
+        Ok(Verdict::Revoked) => {
+            return Err(TransportError::RevokedHostKey {
+                host: t.host.clone(),
+                known_hosts: known_hosts_display,
+                fingerprint,
+            })
+        }
+        Err(e) => return Err(TransportError::Other(e)),
+    }
+    drop(kh);
+
+    authenticate(&session, t)?;
+    Ok(session)
+}
+
+/// The public key blob of an identity file, from `FILE.pub` (or FILE itself if it is a
+/// `.pub`), used to recognise the same key in the agent.
+fn public_blob(path: &Path) -> Option<Vec<u8>> {
+    let pub_path = if path.extension().is_some_and(|e| e == "pub") {
+        path.to_path_buf()
+    } else {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".pub");
+        PathBuf::from(p)
+    };
+    let text = std::fs::read_to_string(pub_path).ok()?;
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.split_whitespace().nth(1)?)
+        .ok()
+}
+
+/// The agent and its keys, or why it cannot be used.
+fn open_agent(
+    t: &SshTarget,
+    session: &Session,
+) -> Result<(ssh2::Agent, Vec<ssh2::PublicKey>), String> {
+    let socket = match &t.agent_socket {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(s) if !s.is_empty() => PathBuf::from(s),
+            _ => return Err("agent (SSH_AUTH_SOCK not set)".into()),
+        },
+    };
+    let fail = |e: ssh2::Error| format!("agent {} ({})", socket.display(), e.message());
+    let mut agent = session.agent().map_err(fail)?;
+    agent.set_identity_path(&socket).map_err(fail)?;
+    agent.connect().map_err(fail)?;
+    agent.list_identities().map_err(fail)?;
+    let ids = agent.identities().map_err(fail)?;
+    Ok((agent, ids))
+}
+
+/// Publickey authentication, as OpenSSH orders it: each identity file (through the agent
+/// when the agent holds that key, else from the file), then — unless IdentitiesOnly — the
+/// agent's other keys; with no identity file configured, every agent key then the default
+/// ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
 fn authenticate(session: &Session, t: &SshTarget) -> Result<(), TransportError> {
     let auth_err = |reason: String| TransportError::Auth {
         user: format!("{}@{}", t.user, t.host),
         reason,
     };
-    if let Some(path) = &t.identity_file {
-        if let Err(e) = std::fs::File::open(path) {
-            return Err(auth_err(if e.kind() == ErrorKind::NotFound {
-                format!("private key file {} not found", path.display())
-            } else {
-                format!("private key file {} is unreadable: {e}", path.display())
-            }));
+    let mut tried: Vec<String> = Vec::new();
+    let mut agent = match open_agent(t, session) {
+        Ok(a) => Some(a),
+        Err(why) => {
+            if t.identity_files.is_empty() || !t.identities_only {
+                tried.push(why);
+            }
+            None
         }
-        return match session.userauth_pubkey_file(&t.user, None, path, None) {
-            Ok(()) if session.authenticated() => Ok(()),
-            Ok(()) => Err(auth_err(format!(
-                "tried publickey {}: server requires further authentication",
-                path.display()
-            ))),
-            Err(e) => Err(auth_err(format!(
-                "tried publickey {}: {}",
-                path.display(),
-                e.message()
-            ))),
-        };
+    };
+    // Indices of agent keys already offered.
+    let mut used: Vec<usize> = Vec::new();
+    let agent_try = |agent: &mut (ssh2::Agent, Vec<ssh2::PublicKey>), i: usize| {
+        agent.0.userauth(&t.user, &agent.1[i]).is_ok() && session.authenticated()
+    };
+
+    if !t.identity_files.is_empty() {
+        for path in &t.identity_files {
+            let blob = public_blob(path);
+            if let (Some(a), Some(blob)) = (agent.as_mut(), blob.as_ref()) {
+                if let Some(i) = a.1.iter().position(|id| id.blob() == blob.as_slice()) {
+                    used.push(i);
+                    if agent_try(a, i) {
+                        let _ = a.0.disconnect();
+                        return Ok(());
+                    }
+                    tried.push(format!("{} (via agent: not accepted)", path.display()));
+                    continue;
+                }
+            }
+            match std::fs::File::open(path) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tried.push(format!("private key file {} not found", path.display()));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!(
+                        "private key file {} is unreadable: {e}",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Ok(_) => {}
+            }
+            match try_key_file(session, &t.user, path) {
+                Ok(()) => return Ok(()),
+                Err(e) => tried.push(format!("publickey {}: {e}", path.display())),
+            }
+        }
+        if !t.identities_only {
+            if let Some(a) = agent.as_mut() {
+                let others: Vec<usize> = (0..a.1.len()).filter(|i| !used.contains(i)).collect();
+                for &i in &others {
+                    if agent_try(a, i) {
+                        let _ = a.0.disconnect();
+                        return Ok(());
+                    }
+                }
+                if !others.is_empty() {
+                    tried.push(format!(
+                        "{} other agent key(s) (not accepted)",
+                        others.len()
+                    ));
+                }
+            }
+        }
+        if let Some(mut a) = agent {
+            let _ = a.0.disconnect();
+        }
+        return Err(auth_err(format!("tried {}", tried.join("; "))));
     }
 
-    let mut tried: Vec<String> = Vec::new();
-    if std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()) {
-        match try_agent(session, &t.user) {
-            Ok(true) => return Ok(()),
-            Ok(false) => tried.push("agent (no key accepted)".into()),
-            Err(e) => tried.push(format!("agent ({e})")),
+    if let Some(a) = agent.as_mut() {
+        let n = a.1.len();
+        for i in 0..n {
+            if agent_try(a, i) {
+                let _ = a.0.disconnect();
+                return Ok(());
+            }
         }
-    } else {
-        tried.push("agent (SSH_AUTH_SOCK not set)".into());
+        tried.push(format!("agent ({n} key(s), none accepted)"));
+        let _ = a.0.disconnect();
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
@@ -594,23 +872,6 @@ fn try_key_file(session: &Session, user: &str, path: &Path) -> Result<(), String
     }
 }
 
-fn try_agent(session: &Session, user: &str) -> Result<bool, String> {
-    let mut agent = session.agent().map_err(|e| e.message().to_string())?;
-    agent.connect().map_err(|e| e.message().to_string())?;
-    agent
-        .list_identities()
-        .map_err(|e| e.message().to_string())?;
-    let ids = agent.identities().map_err(|e| e.message().to_string())?;
-    for id in &ids {
-        if agent.userauth(user, id).is_ok() && session.authenticated() {
-            let _ = agent.disconnect();
-            return Ok(true);
-        }
-    }
-    let _ = agent.disconnect();
-    Ok(false)
-}
-
 impl Transport for SshTransport {
     fn exec(
         &mut self,
@@ -623,8 +884,15 @@ impl Transport for SshTransport {
         if let Some(why) = &self.broken {
             return Err(TransportError::Lost(why.clone()));
         }
-        let wrapped = wrap_for_user(&self.user, command, become_);
-        self.run(&wrapped, stdin, timeout)
+        let already = become_.is_some_and(|b| b.user.as_deref().unwrap_or("root") == self.user);
+        let (wrapped, fed) = wrap_become(
+            command,
+            stdin,
+            become_,
+            already,
+            self.become_password.as_ref(),
+        );
+        self.run(&wrapped, fed.as_deref().unwrap_or(stdin), timeout)
     }
 
     fn round_trips(&self) -> u64 {

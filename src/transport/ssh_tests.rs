@@ -25,6 +25,23 @@ struct Sshd {
     port: u16,
     user: String,
     client_key: PathBuf,
+    argv: Vec<String>,
+}
+
+/// How to start a fixture sshd (defaults: root namespace, a fresh 127.0.0.x address and port).
+#[derive(Default)]
+struct SshdOpts {
+    rsa_host_key: bool,
+    /// Listen here instead of a fresh 127.0.0.x:port.
+    listen: Option<(String, u16)>,
+    /// Run inside this network namespace (`ip netns exec`).
+    netns: Option<String>,
+    /// Command prefix that ends by exec'ing its arguments (e.g. a mount-namespace wrapper).
+    wrapper: Vec<String>,
+    /// Extra sshd_config lines.
+    extra_cfg: String,
+    /// Login user the fixture's target uses (default: whoever runs the tests).
+    user: Option<String>,
 }
 
 impl Sshd {
@@ -33,6 +50,13 @@ impl Sshd {
     }
 
     fn start_with(rsa_host_key: bool) -> Sshd {
+        Self::start_opts(SshdOpts {
+            rsa_host_key,
+            ..Default::default()
+        })
+    }
+
+    fn start_opts(o: SshdOpts) -> Sshd {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir =
             std::env::temp_dir().join(format!("bootstrapctl-sshd-{}-{n}", std::process::id()));
@@ -46,42 +70,46 @@ impl Sshd {
              cp {d}/client_key.pub {d}/authorized_keys"
         ));
         let mut host_keys = format!("HostKey {d}/host_key\n");
-        if rsa_host_key {
+        if o.rsa_host_key {
             sh(&format!(
                 "ssh-keygen -q -t rsa -b 2048 -N '' -C host -f {d}/host_rsa"
             ));
             host_keys.push_str(&format!("HostKey {d}/host_rsa\n"));
         }
-        // A distinct loopback address per fixture keeps parallel tests apart.
-        let addr = format!("127.0.0.{}", 2 + (std::process::id() + n * 7) % 250);
-        let port = std::net::TcpListener::bind((addr.as_str(), 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (addr, port) = match o.listen {
+            Some(l) => l,
+            None => {
+                // A distinct loopback address per fixture keeps parallel tests apart.
+                let addr = format!("127.0.0.{}", 2 + (std::process::id() + n * 7) % 250);
+                let port = std::net::TcpListener::bind((addr.as_str(), 0))
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                (addr, port)
+            }
+        };
         let cfg = dir.join("sshd_config");
         std::fs::write(
             &cfg,
             format!(
                 "ListenAddress {addr}:{port}\n{host_keys}AuthorizedKeysFile {d}/authorized_keys\n\
                  PidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel ERROR\n\
-                 MaxStartups 100\n"
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel INFO\n\
+                 MaxStartups 100\n{}",
+                o.extra_cfg
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn sshd");
-        let user = sh("id -un").trim().to_string();
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(ns) = &o.netns {
+            argv.extend(["ip", "netns", "exec", ns.as_str()].map(String::from));
+        }
+        argv.extend(o.wrapper.iter().cloned());
+        argv.extend(["/usr/sbin/sshd", "-D", "-e", "-f"].map(String::from));
+        argv.push(cfg.display().to_string());
+        let child = Self::spawn(&dir, &argv);
+        let user = o.user.unwrap_or_else(|| sh("id -un").trim().to_string());
         let mut s = Sshd {
             client_key: dir.join("client_key"),
             dir,
@@ -89,10 +117,40 @@ impl Sshd {
             addr,
             port,
             user,
+            argv,
         };
+        s.wait_listening();
+        s
+    }
+
+    fn spawn(dir: &Path, argv: &[String]) -> Child {
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sshd")
+    }
+
+    /// Stop the sshd (its port then refuses connections).
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again with the same keys, address and port.
+    fn respawn(&mut self) {
+        self.child = Self::spawn(&self.dir, &self.argv);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let s = self;
         let t0 = Instant::now();
         loop {
-            if TcpStream::connect((s.addr.as_str(), s.port)).is_ok() {
+            if s.log().contains("Server listening on") {
                 break;
             }
             if let Ok(Some(st)) = s.child.try_wait() {
@@ -100,11 +158,11 @@ impl Sshd {
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
-                "sshd did not listen"
+                "sshd did not listen: {}",
+                s.log()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        s
     }
 
     fn log(&self) -> String {
@@ -120,7 +178,10 @@ impl Sshd {
         let text = std::fs::read_to_string(pub_file).unwrap();
         let mut f = text.split_whitespace();
         let (t, k) = (f.next().unwrap(), f.next().unwrap());
-        format!("[{}]:{} {t} {k}\n", self.addr, self.port)
+        format!(
+            "{} {t} {k}\n",
+            known_hosts::host_pattern(&self.addr, self.port)
+        )
     }
 
     /// A target whose known_hosts already trusts the ed25519 host key.
@@ -138,10 +199,10 @@ impl Sshd {
             address: self.addr.clone(),
             port: self.port,
             user: self.user.clone(),
-            identity_file: Some(self.client_key.clone()),
+            identity_files: vec![self.client_key.clone()],
             known_hosts,
-            accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(5),
+            ..Default::default()
         }
     }
 
@@ -150,6 +211,9 @@ impl Sshd {
             .unwrap_or_else(|e| panic!("connect: {e}\nsshd log: {}", self.log()))
     }
 }
+
+#[path = "ssh7_tests.rs"]
+mod issue7;
 
 impl Drop for Sshd {
     fn drop(&mut self) {
@@ -277,7 +341,7 @@ fn accept_new_records_key_then_strict_connect_works() {
     let sshd = Sshd::start();
     let kh = sshd.dir.join("sub/dir/known_hosts");
     let mut target = sshd.target_with(kh.clone());
-    target.accept_new_host_keys = true;
+    target.host_key_policy = HostKeyPolicy::AcceptNew;
     let mut t = SshTransport::connect(&target).unwrap();
     assert_eq!(t.exec("echo x", b"", None, LONG).unwrap().stdout, b"x\n");
     drop(t);
@@ -297,7 +361,7 @@ fn accept_new_records_key_then_strict_connect_works() {
         sshd.port,
         kh.display()
     ));
-    target.accept_new_host_keys = false;
+    target.host_key_policy = HostKeyPolicy::Strict;
     let mut t = SshTransport::connect(&target).unwrap();
     assert_eq!(t.exec("echo y", b"", None, LONG).unwrap().stdout, b"y\n");
     // Nothing appended a second time.
@@ -314,7 +378,7 @@ fn accept_new_appends_after_existing_line_without_newline() {
     )
     .unwrap();
     let mut target = sshd.target_with(kh.clone());
-    target.accept_new_host_keys = true;
+    target.host_key_policy = HostKeyPolicy::AcceptNew;
     SshTransport::connect(&target).unwrap();
     let text = std::fs::read_to_string(&kh).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -330,7 +394,7 @@ fn concurrent_accept_new_does_not_corrupt_file() {
     let sshd = Sshd::start();
     let kh = sshd.dir.join("concurrent_known_hosts");
     let mut target = sshd.target_with(kh.clone());
-    target.accept_new_host_keys = true;
+    target.host_key_policy = HostKeyPolicy::AcceptNew;
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let target = target.clone();
@@ -357,7 +421,7 @@ fn changed_host_key_refused_even_with_accept_new() {
     let original = sshd.known_line(&sshd.dir.join("impostor.pub"));
     std::fs::write(&kh, &original).unwrap();
     let mut target = sshd.target_with(kh.clone());
-    target.accept_new_host_keys = true;
+    target.host_key_policy = HostKeyPolicy::AcceptNew;
     let err = SshTransport::connect(&target).unwrap_err();
     match &err {
         TransportError::ChangedHostKey {
@@ -433,7 +497,7 @@ fn known_rsa_key_is_preferred_over_unknown_ed25519() {
 fn missing_identity_file_is_auth_error_naming_file() {
     let sshd = Sshd::start();
     let mut target = sshd.target();
-    target.identity_file = Some(PathBuf::from("/nonexistent/id_test"));
+    target.identity_files = vec![PathBuf::from("/nonexistent/id_test")];
     let err = SshTransport::connect(&target).unwrap_err();
     assert!(matches!(err, TransportError::Auth { .. }), "{err}");
     let msg = err.to_string();
@@ -449,7 +513,7 @@ fn wrong_key_reports_tried_method() {
     let d = sshd.dir.display();
     sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/stranger"));
     let mut target = sshd.target();
-    target.identity_file = Some(sshd.dir.join("stranger"));
+    target.identity_files = vec![sshd.dir.join("stranger")];
     let err = SshTransport::connect(&target).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, TransportError::Auth { .. }), "{msg}");
@@ -466,10 +530,9 @@ fn connection_refused_is_connect_error() {
         address: "127.0.0.1".into(),
         port,
         user: "root".into(),
-        identity_file: None,
         known_hosts: PathBuf::from("/nonexistent/known_hosts"),
-        accept_new_host_keys: false,
         connect_timeout: Duration::from_secs(2),
+        ..Default::default()
     };
     let err = SshTransport::connect(&target).unwrap_err();
     assert!(matches!(err, TransportError::Connect { .. }), "{err}");
@@ -487,10 +550,9 @@ fn handshake_timeout_on_silent_server() {
         address: "127.0.0.1".into(),
         port,
         user: "root".into(),
-        identity_file: None,
         known_hosts: PathBuf::from("/nonexistent/known_hosts"),
-        accept_new_host_keys: false,
         connect_timeout: Duration::from_millis(300),
+        ..Default::default()
     };
     let t0 = Instant::now();
     let err = SshTransport::connect(&target).unwrap_err();

@@ -105,10 +105,13 @@ pub fn run(args: RunArgs, preview: bool) -> Result<i32, Error> {
             redactor.register(v);
         }
     }
+    for secret in s.secrets() {
+        redactor.register(&secret);
+    }
 
     let mut specs = Vec::new();
     for h in inventory.hosts() {
-        specs.push((h.name.clone(), s.connect_spec(h)?));
+        specs.push((h.name.clone(), s.connect_spec(&inventory, h)?));
     }
     let pool = Pool::new(specs);
     let tasks_per_host = playbook
