@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod k8s;
 pub mod lab;
 pub mod modules;
+pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod report;
@@ -57,6 +58,7 @@ pub fn run(args: Vec<String>) -> i32 {
     let result = match cli.command {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
+        Command::Join { run, ttl } => commands::join::run(run, &ttl),
         Command::Inventory(InventoryCommand::List { inventory, limit }) => {
             commands::inventory::list(&inventory, limit.as_deref())
         }
@@ -70,6 +72,16 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Lab(LabCommand::Down { dir }) => commands::lab::down(&dir),
         Command::Lab(LabCommand::Status { dir }) => commands::lab::status(&dir),
         Command::Token(TokenCommand::Generate) => commands::token::generate(),
+        Command::Token(TokenCommand::Create {
+            run,
+            ttl,
+            usages,
+            groups,
+            description,
+            print_join_command,
+        }) => commands::token::create(run, &ttl, &usages, &groups, &description, print_join_command),
+        Command::Token(TokenCommand::List { run }) => commands::token::list(run),
+        Command::Token(TokenCommand::Delete { run, ids }) => commands::token::delete(run, &ids),
         Command::Token(TokenCommand::Validate {
             token,
             groups,

@@ -18,9 +18,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bring hosts to the state a playbook describes.
-    Apply(RunArgs),
+    Apply(ApplyArgs),
     /// Preview: `apply --check --diff`. Changes nothing on any host.
-    Plan(RunArgs),
+    Plan(ApplyArgs),
+    /// Onboard new workers: a short-lived token for this run only, the workers play on the
+    /// --limit hosts, join verification, then the token is deleted.
+    Join {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Life of the run's token.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+    },
     /// Inspect an inventory.
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -47,6 +56,43 @@ pub enum TokenCommand {
         #[arg(long)]
         expiration: Option<String>,
     },
+    /// Create a token on the cluster (through the first control-plane host); printed once.
+    Create {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[arg(long, value_delimiter = ',', default_value = "authentication,signing")]
+        usages: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "system:bootstrappers:kubeadm:default-node-token")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "created by bootstrapctl token create")]
+        description: String,
+        /// Also print a `kubeadm join` command line using the token and the CA pin.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+    /// List the cluster's bootstrap tokens (secrets redacted), as kubeadm does.
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Delete tokens by id (or full token).
+    Delete {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Playbook file; default: the shipped site playbook.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -54,9 +100,6 @@ pub struct RunArgs {
     /// Ansible YAML inventory.
     #[arg(short, long, value_name = "FILE")]
     pub inventory: PathBuf,
-    /// Playbook file; default: the shipped site playbook.
-    #[arg(value_name = "PLAYBOOK")]
-    pub playbook: Option<PathBuf>,
     /// Change nothing; report what would change.
     #[arg(short = 'C', long)]
     pub check: bool,

@@ -48,7 +48,7 @@ pub fn home() -> PathBuf {
 }
 
 impl RunSettings {
-    pub fn from_args(a: RunArgs, force_preview: bool) -> Result<Self, Error> {
+    pub fn from_args(a: RunArgs, playbook: Option<PathBuf>, force_preview: bool) -> Result<Self, Error> {
         let json_report = match a.output.as_slice() {
             [] => None,
             [fmt, file] if fmt == "json" => Some(PathBuf::from(file)),
@@ -83,7 +83,7 @@ impl RunSettings {
         };
         Ok(RunSettings {
             inventory_path: a.inventory,
-            playbook: match a.playbook {
+            playbook: match playbook {
                 Some(p) => PlaybookSource::File(p),
                 None => PlaybookSource::Embedded("site.yaml"),
             },

@@ -82,6 +82,10 @@ pub struct RunOutcome {
     pub results: Vec<TaskResult>,
     pub recap: BTreeMap<String, HostRecap>,
     pub interrupted: bool,
+    /// Each host's `register:` results at the end, for commands that act on them (never in
+    /// the JSON report: they may hold secrets).
+    #[serde(skip)]
+    pub registered: BTreeMap<String, BTreeMap<String, minijinja::Value>>,
 }
 
 impl RunOutcome {

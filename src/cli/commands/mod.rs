@@ -2,5 +2,7 @@
 
 pub mod apply;
 pub mod inventory;
+pub mod join;
+pub mod runner;
 pub mod lab;
 pub mod token;
