@@ -16,6 +16,7 @@ pub mod hoststate;
 pub mod inventory;
 pub mod lab;
 pub mod modules;
+pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod report;
@@ -34,6 +35,12 @@ pub fn run(args: Vec<String>) -> i32 {
     // The lab bind-mounts this binary as `systemctl` inside each host.
     if args.first().is_some_and(|a| lab::invoked_as_systemctl(a)) {
         return lab::systemctl_main(&args[1..]);
+    }
+    if args
+        .first()
+        .is_some_and(|a| lab::apiserver::invoked_as_kube_apiserver(a))
+    {
+        return lab::apiserver::main(&args[1..]);
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
