@@ -37,6 +37,12 @@ pub fn run(args: Vec<String>) -> i32 {
     if args.first().is_some_and(|a| lab::invoked_as_systemctl(a)) {
         return lab::systemctl_main(&args[1..]);
     }
+    if args
+        .first()
+        .is_some_and(|a| lab::apiserver::invoked_as_kube_apiserver(a))
+    {
+        return lab::apiserver::main(&args[1..]);
+    }
     // ... and as `journalctl`, `kube-controller-manager` and `kubelet` (lab stand-ins).
     match args.first().map(|a| lab::invoked_as(a)) {
         Some(Some("journalctl")) => return lab::journalctl::journalctl_main(&args[1..]),
@@ -79,7 +85,14 @@ pub fn run(args: Vec<String>) -> i32 {
             groups,
             description,
             print_join_command,
-        }) => commands::token::create(run, &ttl, &usages, &groups, &description, print_join_command),
+        }) => commands::token::create(
+            run,
+            &ttl,
+            &usages,
+            &groups,
+            &description,
+            print_join_command,
+        ),
         Command::Token(TokenCommand::List { run }) => commands::token::list(run),
         Command::Token(TokenCommand::Delete { run, ids }) => commands::token::delete(run, &ids),
         Command::Token(TokenCommand::Validate {

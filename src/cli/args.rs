@@ -64,7 +64,11 @@ pub enum TokenCommand {
         ttl: String,
         #[arg(long, value_delimiter = ',', default_value = "authentication,signing")]
         usages: Vec<String>,
-        #[arg(long, value_delimiter = ',', default_value = "system:bootstrappers:kubeadm:default-node-token")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "system:bootstrappers:kubeadm:default-node-token"
+        )]
         groups: Vec<String>,
         #[arg(long, default_value = "created by bootstrapctl token create")]
         description: String,

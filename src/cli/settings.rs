@@ -48,7 +48,11 @@ pub fn home() -> PathBuf {
 }
 
 impl RunSettings {
-    pub fn from_args(a: RunArgs, playbook: Option<PathBuf>, force_preview: bool) -> Result<Self, Error> {
+    pub fn from_args(
+        a: RunArgs,
+        playbook: Option<PathBuf>,
+        force_preview: bool,
+    ) -> Result<Self, Error> {
         let json_report = match a.output.as_slice() {
             [] => None,
             [fmt, file] if fmt == "json" => Some(PathBuf::from(file)),

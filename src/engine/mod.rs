@@ -206,7 +206,10 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
     for (host, recap) in outcome.recap.iter_mut() {
         recap.round_trips = cx.pool.round_trips(host);
         if let Some(slot) = cx.pool.get(host) {
-            let registered = slot.lock().map(|c| c.registered.clone()).unwrap_or_default();
+            let registered = slot
+                .lock()
+                .map(|c| c.registered.clone())
+                .unwrap_or_default();
             outcome.registered.insert(host.clone(), registered);
         }
     }

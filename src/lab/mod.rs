@@ -4,6 +4,7 @@
 //! and UTS namespace with tmpfs over the paths playbooks touch. The library prints nothing: it
 //! returns data and errors, the CLI decides what to show.
 
+pub mod apiserver;
 mod flagparse;
 mod fleet;
 mod hosts;

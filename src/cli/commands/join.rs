@@ -10,7 +10,9 @@ use crate::k8s::token::BootstrapToken;
 
 pub fn run(run: RunArgs, ttl: &str) -> Result<i32, Error> {
     if run.limit.is_none() {
-        return Err(Error::Usage("join needs --limit: the workers to onboard".into()));
+        return Err(Error::Usage(
+            "join needs --limit: the workers to onboard".into(),
+        ));
     }
     let s = RunSettings::from_args(run, None, false)?;
     let inventory = s.load_inventory()?;

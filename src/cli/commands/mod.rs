@@ -3,6 +3,6 @@
 pub mod apply;
 pub mod inventory;
 pub mod join;
-pub mod runner;
 pub mod lab;
+pub mod runner;
 pub mod token;

@@ -26,26 +26,41 @@ pub fn load_playbook(source: &PlaybookSource) -> Result<(Playbook, PathBuf), Err
             p.parent().map(PathBuf::from).unwrap_or_default(),
         )),
         PlaybookSource::Embedded(name) => {
-            let text = content::playbook(name).ok_or_else(|| Error::Config(format!("no shipped playbook {name}")))?;
-            Ok((shipped(text, name)?, std::env::current_dir().unwrap_or_default()))
+            let text = content::playbook(name)
+                .ok_or_else(|| Error::Config(format!("no shipped playbook {name}")))?;
+            Ok((
+                shipped(text, name)?,
+                std::env::current_dir().unwrap_or_default(),
+            ))
         }
     }
 }
 
 /// Parse playbook text that may import the shipped playbooks.
 pub fn shipped(text: &str, name: &str) -> Result<Playbook, Error> {
-    playbook::loader::parse_with(text, &PathBuf::from(format!("<shipped>/playbooks/{name}")), &|import: &str, _: &Path| {
-        let path = PathBuf::from(format!("<shipped>/playbooks/{import}"));
-        content::playbook(import).map(|t| (t.to_string(), path.clone())).ok_or(playbook::PlaybookError::Invalid {
-            path,
-            message: "no such shipped playbook".into(),
-        })
-    })
+    playbook::loader::parse_with(
+        text,
+        &PathBuf::from(format!("<shipped>/playbooks/{name}")),
+        &|import: &str, _: &Path| {
+            let path = PathBuf::from(format!("<shipped>/playbooks/{import}"));
+            content::playbook(import)
+                .map(|t| (t.to_string(), path.clone()))
+                .ok_or(playbook::PlaybookError::Invalid {
+                    path,
+                    message: "no such shipped playbook".into(),
+                })
+        },
+    )
     .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// The hosts of each play: its pattern, within `--limit` unless the play is in `unlimited`.
-pub fn play_hosts(inventory: &Inventory, playbook: &Playbook, limit: Option<&str>, unlimited: &[usize]) -> Result<Vec<Vec<String>>, Error> {
+pub fn play_hosts(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    limit: Option<&str>,
+    unlimited: &[usize],
+) -> Result<Vec<Vec<String>>, Error> {
     let limited: Option<Vec<String>> = match limit {
         Some(l) => Some(
             inventory
@@ -62,13 +77,23 @@ pub fn play_hosts(inventory: &Inventory, playbook: &Playbook, limit: Option<&str
         let hosts: Vec<String> = match inventory.select(&play.hosts) {
             Ok(h) => h.into_iter().map(|h| h.name.clone()).collect(),
             Err(e) if e.is_no_match() => {
-                eprintln!("warning: play {:?}: {e}; the play is skipped", play.display_name());
+                eprintln!(
+                    "warning: play {:?}: {e}; the play is skipped",
+                    play.display_name()
+                );
                 Vec::new()
             }
-            Err(e) => return Err(Error::Config(format!("play {:?}: hosts: {e}", play.display_name()))),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "play {:?}: hosts: {e}",
+                    play.display_name()
+                )))
+            }
         };
         out.push(match &limited {
-            Some(l) if !unlimited.contains(&i) => hosts.into_iter().filter(|h| l.contains(h)).collect(),
+            Some(l) if !unlimited.contains(&i) => {
+                hosts.into_iter().filter(|h| l.contains(h)).collect()
+            }
             _ => hosts,
         });
     }
@@ -121,13 +146,22 @@ pub fn execute(
         specs.push((h.name.clone(), s.connect_spec(&inventory, h)?));
     }
     let pool = Pool::new(specs);
-    let tasks_per_host = playbook.plays.iter().map(|p| p.tasks.len()).max().unwrap_or(1);
+    let tasks_per_host = playbook
+        .plays
+        .iter()
+        .map(|p| p.tasks.len())
+        .max()
+        .unwrap_or(1);
     let reporter: Arc<dyn Reporter> = if std::io::stderr().is_terminal() && s.verbose == 0 {
         Arc::new(ProgressReporter::new(redactor.clone(), tasks_per_host))
     } else {
         Arc::new(PlainReporter::new(redactor.clone(), s.verbose))
     };
-    let templates = Templates::new(vec![base_dir.join("templates"), base_dir.clone(), base_dir.join("..").join("templates")]);
+    let templates = Templates::new(vec![
+        base_dir.join("templates"),
+        base_dir.clone(),
+        base_dir.join("..").join("templates"),
+    ]);
     let shared = engine::shared_vars(&inventory, extra);
     let cx = Arc::new(RunCx::new(
         playbook,
@@ -166,10 +200,17 @@ pub fn execute(
     } else {
         exit::OK
     };
-    Ok(Finished { outcome, redactor, code })
+    Ok(Finished {
+        outcome,
+        redactor,
+        code,
+    })
 }
 
 /// A registered value of a host after the run, e.g. `registered(&f, "cp-1", "token")`.
 pub fn registered<'a>(f: &'a Finished, host: &str, name: &str) -> Option<&'a minijinja::Value> {
-    f.outcome.registered.get(host).and_then(|m: &BTreeMap<String, minijinja::Value>| m.get(name))
+    f.outcome
+        .registered
+        .get(host)
+        .and_then(|m: &BTreeMap<String, minijinja::Value>| m.get(name))
 }

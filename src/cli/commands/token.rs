@@ -10,7 +10,9 @@ use crate::cli::commands::runner;
 use crate::cli::settings::RunSettings;
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::k8s::token::{check_expiration, format_rfc3339, parse_expiration, validate_group, BootstrapToken};
+use crate::k8s::token::{
+    check_expiration, format_rfc3339, parse_expiration, validate_group, BootstrapToken,
+};
 
 pub fn generate() -> Result<i32, Error> {
     let token = BootstrapToken::generate().map_err(|e| Error::Config(e.to_string()))?;
@@ -33,7 +35,11 @@ pub fn validate(token: &str, groups: &[String], expiration: Option<&str>) -> Res
             println!(
                 "valid: token {t} (user system:bootstrap:{}, groups system:bootstrappers{})",
                 t.id(),
-                groups.iter().filter(|g| !g.is_empty()).map(|g| format!(", {g}")).collect::<String>()
+                groups
+                    .iter()
+                    .filter(|g| !g.is_empty())
+                    .map(|g| format!(", {g}"))
+                    .collect::<String>()
             );
             Ok(0)
         }
@@ -50,28 +56,54 @@ pub fn first_control_plane(inv: &Inventory) -> Result<String, Error> {
     inv.group_hosts("control_plane")
         .into_iter()
         .next()
-        .ok_or_else(|| Error::Config(format!("{}: no host in group control_plane to reach the cluster through", inv.source().display())))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: no host in group control_plane to reach the cluster through",
+                inv.source().display()
+            ))
+        })
 }
 
 const KUBECTL_VARS: &str = "kubectl: \"{{ kubectl | default('kubectl') }}\"\n        kubeconfig: \"{{ admin_kubeconfig | default('/etc/kubernetes/admin.kubeconfig') }}\"";
 
 /// Run a small playbook of cluster tasks on the first control-plane host.
-fn on_control_plane(run: RunArgs, tasks: &str, extra: Vec<String>) -> Result<(runner::Finished, String, String), Error> {
+fn on_control_plane(
+    run: RunArgs,
+    tasks: &str,
+    extra: Vec<String>,
+) -> Result<(runner::Finished, String, String), Error> {
     let s = RunSettings::from_args(run, None, false)?;
     let inventory = s.load_inventory()?;
     let cp = first_control_plane(&inventory)?;
-    let address = inventory.host(&cp).and_then(|h| h.address().ok()).unwrap_or_else(|| cp.clone());
+    let address = inventory
+        .host(&cp)
+        .and_then(|h| h.address().ok())
+        .unwrap_or_else(|| cp.clone());
     let text = format!("- name: cluster tasks through {cp}\n  hosts: {cp}\n  gather_facts: false\n  become: true\n  tasks:\n{tasks}");
     let playbook = runner::shipped(&text, "token.yaml")?;
     let hosts = vec![vec![cp.clone()]];
     let mut vars = s.extra_vars.clone();
     vars.extend(extra);
-    let f = runner::execute(&s, inventory, playbook, std::env::current_dir().unwrap_or_default(), hosts, &vars)?;
+    let f = runner::execute(
+        &s,
+        inventory,
+        playbook,
+        std::env::current_dir().unwrap_or_default(),
+        hosts,
+        &vars,
+    )?;
     Ok((f, cp, address))
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn create(run: RunArgs, ttl: &str, usages: &[String], groups: &[String], description: &str, print_join: bool) -> Result<i32, Error> {
+pub fn create(
+    run: RunArgs,
+    ttl: &str,
+    usages: &[String],
+    groups: &[String],
+    description: &str,
+    print_join: bool,
+) -> Result<i32, Error> {
     let token = BootstrapToken::generate().map_err(|e| Error::Config(e.to_string()))?;
     let tasks = format!(
         "    - name: create a bootstrap token\n      bootstrap_token:\n        token: \"{{{{ new_token }}}}\"\n        ttl: {}\n        usages: {}\n        groups: {}\n        description: {}\n        {KUBECTL_VARS}\n      register: created\n{}",
@@ -85,19 +117,27 @@ pub fn create(run: RunArgs, ttl: &str, usages: &[String], groups: &[String], des
             ""
         }
     );
-    let (f, cp, address) = on_control_plane(run, &tasks, vec![format!("new_token={}", token.full())])?;
+    let (f, cp, address) =
+        on_control_plane(run, &tasks, vec![format!("new_token={}", token.full())])?;
     if f.code != 0 {
         return Ok(f.code);
     }
     // The one place the token is shown: it is what the user asked for.
     println!("{}", token.full());
     if print_join {
-        let ca = runner::registered(&f, &cp, "ca").and_then(|v| v.get_attr("stdout").ok()).map(|v| v.to_string()).unwrap_or_default();
-        let pins = crate::pki::ca_hashes(&ca).map_err(|e| Error::Config(format!("cluster CA on {cp}: {e}")))?;
+        let ca = runner::registered(&f, &cp, "ca")
+            .and_then(|v| v.get_attr("stdout").ok())
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let pins = crate::pki::ca_hashes(&ca)
+            .map_err(|e| Error::Config(format!("cluster CA on {cp}: {e}")))?;
         println!(
             "kubeadm join {address}:6443 --token {} {}",
             token.full(),
-            pins.iter().map(|p| format!("--discovery-token-ca-cert-hash {p}")).collect::<Vec<_>>().join(" ")
+            pins.iter()
+                .map(|p| format!("--discovery-token-ca-cert-hash {p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     Ok(0)
@@ -109,8 +149,12 @@ pub fn list(run: RunArgs) -> Result<i32, Error> {
     if f.code != 0 {
         return Ok(f.code);
     }
-    let stdout = runner::registered(&f, &cp, "secrets").and_then(|v| v.get_attr("stdout").ok()).map(|v| v.to_string()).unwrap_or_default();
-    let list: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| Error::Config(format!("kubectl on {cp} printed no JSON list: {e}")))?;
+    let stdout = runner::registered(&f, &cp, "secrets")
+        .and_then(|v| v.get_attr("stdout").ok())
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let list: serde_json::Value = serde_json::from_str(&stdout)
+        .map_err(|e| Error::Config(format!("kubectl on {cp} printed no JSON list: {e}")))?;
     print!("{}", token_table(&list, SystemTime::now()));
     Ok(0)
 }
@@ -124,7 +168,14 @@ pub fn token_table(list: &serde_json::Value, now: SystemTime) -> String {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    let mut rows = vec![["TOKEN".to_string(), "TTL".into(), "EXPIRES".into(), "USAGES".into(), "DESCRIPTION".into(), "EXTRA GROUPS".into()]];
+    let mut rows = vec![[
+        "TOKEN".to_string(),
+        "TTL".into(),
+        "EXPIRES".into(),
+        "USAGES".into(),
+        "DESCRIPTION".into(),
+        "EXTRA GROUPS".into(),
+    ]];
     for item in list["items"].as_array().into_iter().flatten() {
         let d = &item["data"];
         let id = decode(d, "token-id");
@@ -153,10 +204,16 @@ pub fn token_table(list: &serde_json::Value, now: SystemTime) -> String {
             decode(d, "auth-extra-groups"),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     rows.iter()
         .map(|r| {
-            let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             cells.join("   ").trim_end().to_string() + "\n"
         })
         .collect()
@@ -176,8 +233,14 @@ pub fn delete(run: RunArgs, ids: &[String]) -> Result<i32, Error> {
     let mut defs = String::new();
     for id in ids {
         let id = id.split('.').next().unwrap_or(id);
-        if id.len() != 6 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            return Err(Error::Usage(format!("{id:?} is not a token id ([a-z0-9]{{6}})")));
+        if id.len() != 6
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(Error::Usage(format!(
+                "{id:?} is not a token id ([a-z0-9]{{6}})"
+            )));
         }
         defs.push_str(&format!(
             "          - {{apiVersion: v1, kind: Secret, metadata: {{name: bootstrap-token-{id}, namespace: kube-system}}}}\n"
@@ -203,8 +266,8 @@ mod tests {
         let table = token_table(&list, now);
         assert_eq!(
             table,
-            "TOKEN                   TTL   EXPIRES                USAGES                   DESCRIPTION   EXTRA GROUPS\n\
-             abcdef.<redacted>       12h   2026-12-01T12:00:00Z   authentication,signing   for workers   system:bootstrappers:worker\n"
+            "TOKEN               TTL   EXPIRES                USAGES                   DESCRIPTION   EXTRA GROUPS\n\
+             abcdef.<redacted>   12h   2026-12-01T12:00:00Z   authentication,signing   for workers   system:bootstrappers:worker\n"
         );
         assert!(!table.contains("0123456789abcdef"));
     }
