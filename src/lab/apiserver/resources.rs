@@ -611,8 +611,10 @@ pub(crate) fn validate(r: &ResDef, obj: &Value, old: Option<&Value>) -> Vec<Caus
                     errs.push(invalid("metadata.name", name, DNS1123_LABEL));
                 }
             }
-            "clusterroles" | "clusterrolebindings" | "roles" | "rolebindings" => {
-                // ValidatePathSegmentName
+            // Upstream validates these names as path segments (ValidatePathSegmentName), so a
+            // kubelet's `node-csr-<base64url digest>` with upper-case letters is valid.
+            "clusterroles" | "clusterrolebindings" | "roles" | "rolebindings"
+            | "certificatesigningrequests" => {
                 if name == "." || name == ".." {
                     errs.push(invalid(
                         "metadata.name",
