@@ -68,6 +68,16 @@ pub struct Lab {
 impl Lab {
     /// `None` when this machine cannot host a lab (not root, no sshd): the caller skips.
     pub fn up(tag: &str, workers: usize) -> Option<Lab> {
+        Self::up_with(tag, 0, workers)
+    }
+
+    /// A lab with a seeded control plane `cp-1` (kube-apiserver and kube-controller-manager
+    /// stand-ins running, without the bootstrap flags) and `workers` bare workers.
+    pub fn cluster(tag: &str, workers: usize) -> Option<Lab> {
+        Self::up_with(tag, 1, workers)
+    }
+
+    fn up_with(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
         if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
             if std::env::var_os("CI").is_some() {
                 panic!("CI must run the lab tests: need root and /usr/sbin/sshd");
@@ -83,13 +93,15 @@ impl Lab {
             "up".as_ref(),
             "--workers".as_ref(),
             workers.to_string().as_ref(),
+            "--control-planes".as_ref(),
+            control_planes.to_string().as_ref(),
             "--dir".as_ref(),
             dir.as_os_str(),
             "--port".as_ref(),
             port.to_string().as_ref(),
             "--subnet".as_ref(),
             subnet.to_string().as_ref(),
-        ] as [&std::ffi::OsStr; 10]);
+        ] as [&std::ffi::OsStr; 12]);
         assert_eq!(r.code, 0, "lab up failed: {}", r.all());
         let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
         let mut hosts = Vec::new();
@@ -104,12 +116,32 @@ impl Lab {
                 name = None;
             }
         }
-        assert_eq!(hosts.len(), workers, "hosts in lab inventory:\n{inv}");
+        assert_eq!(
+            hosts.len(),
+            workers + control_planes,
+            "hosts in lab inventory:\n{inv}"
+        );
         Some(Lab { dir, hosts, port })
     }
 
     pub fn inventory(&self) -> PathBuf {
         self.dir.join("inventory.yaml")
+    }
+
+    /// The real kubectl on this machine against the lab's API server, as the admin.
+    pub fn kubectl(&self, args: &str) -> String {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.dir.join("admin.kubeconfig"))
+            .args(shell_words_split(args))
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Run a shell command on a lab host over real OpenSSH.
@@ -267,4 +299,8 @@ impl Lab {
             }
         }
     }
+}
+
+fn shell_words_split(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
 }

@@ -613,7 +613,10 @@ pub(crate) fn validate(r: &ResDef, obj: &Value, old: Option<&Value>) -> Vec<Caus
             }
             // Upstream validates these names as path segments (ValidatePathSegmentName), so a
             // kubelet's `node-csr-<base64url digest>` with upper-case letters is valid.
-            "clusterroles" | "clusterrolebindings" | "roles" | "rolebindings"
+            "clusterroles"
+            | "clusterrolebindings"
+            | "roles"
+            | "rolebindings"
             | "certificatesigningrequests" => {
                 if name == "." || name == ".." {
                     errs.push(invalid(

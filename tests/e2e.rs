@@ -1,0 +1,208 @@
+//! The user's main job on the lab: a seeded control plane (kube-apiserver and
+//! kube-controller-manager stand-ins without bootstrap configuration) and bare workers;
+//! `apply` of the shipped site playbook leaves every worker joined, checked with the real kubectl.
+
+use crate::support::{changed_tasks, json, run, tempdir, Lab};
+
+fn apply(lab: &Lab, report: &std::path::Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "apply".to_string(),
+        "-i".into(),
+        lab.inventory().display().to_string(),
+        "--output".into(),
+        "json".into(),
+        report.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(args)
+}
+
+fn ready_nodes(lab: &Lab) -> Vec<String> {
+    let nodes: serde_json::Value = serde_json::from_str(&lab.kubectl("get nodes -o json")).unwrap();
+    let mut out: Vec<String> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn token_ids(lab: &Lab) -> Vec<String> {
+    lab.kubectl(
+        "get secrets -n kube-system --field-selector type=bootstrap.kubernetes.io/token -o name",
+    )
+    .lines()
+    .map(|l| l.trim_start_matches("secret/bootstrap-token-").to_string())
+    .collect()
+}
+
+#[test]
+fn site_playbook_joins_every_worker_then_changes_nothing() {
+    let Some(lab) = Lab::cluster("e2e", 3) else {
+        return;
+    };
+    let out = tempdir("e2e");
+
+    // A preview of the fresh lab: flag changes, RBAC, the unit and a redacted kubeconfig.
+    let plan = run([
+        "plan",
+        "-i",
+        &lab.inventory().display().to_string(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(plan.code, 3, "{}", plan.all());
+    for want in [
+        "+  --enable-bootstrap-token-auth=true",
+        "+  --controllers=*,bootstrapsigner,tokencleaner",
+        "ClusterRoleBinding auto-approve-csrs-for-group",
+        "Role kube-public/bootstrap-signer-clusterinfo",
+        "+++ /etc/systemd/system/kubelet.service (after)",
+        "token: <redacted>",
+        "token-secret: \"<redacted>\"",
+    ] {
+        assert!(
+            plan.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            plan.stdout
+        );
+    }
+    assert!(token_ids(&lab).is_empty(), "plan created a token");
+    assert!(ready_nodes(&lab).is_empty());
+    assert!(!lab
+        .ssh("cp-1", "cat /etc/systemd/system/kube-apiserver.service")
+        .contains("bootstrap-token"));
+
+    let first = apply(&lab, &out.join("1.json"), &[]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02", "worker-03"]);
+    let csrs = lab.kubectl("get csr");
+    assert_eq!(csrs.matches("Approved,Issued").count(), 3, "{csrs}");
+    let tokens = token_ids(&lab);
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert!(lab
+        .kubectl("get configmap cluster-info -n kube-public -o yaml")
+        .contains(&format!("jws-kubeconfig-{}", tokens[0])));
+    let kubeconfig = lab.ssh(
+        "worker-01",
+        "stat -c %a /var/lib/kubelet/bootstrap-kubeconfig",
+    );
+    assert_eq!(kubeconfig.trim(), "600");
+    // Every kubeconfig written loads in the real kubectl.
+    for path in [
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+        "/var/lib/kubelet/kubeconfig",
+    ] {
+        let view = lab.ssh("worker-02", &format!("kubectl config view --kubeconfig {path} -o jsonpath='{{.clusters[0].cluster.server}}'"));
+        assert!(view.starts_with("https://"), "{path}: {view}");
+    }
+
+    let second = apply(&lab, &out.join("2.json"), &[]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    assert_eq!(
+        changed_tasks(&json(&out.join("2.json"))),
+        Vec::<(String, String)>::new(),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(token_ids(&lab), tokens, "the second run made a new token");
+
+    // A deleted token is recreated, and the run says so.
+    lab.kubectl(&format!(
+        "delete secret -n kube-system bootstrap-token-{}",
+        tokens[0]
+    ));
+    let third = apply(&lab, &out.join("3.json"), &["-v"]);
+    assert_eq!(third.code, 0, "{}", third.all());
+    assert!(
+        third
+            .stdout
+            .contains("changed: [cp-1] a valid bootstrap token"),
+        "{}",
+        third.stdout
+    );
+    let new = token_ids(&lab);
+    assert_eq!(new.len(), 1);
+    assert_ne!(new, tokens);
+}
+
+#[test]
+fn join_onboards_only_the_limited_worker_with_a_token_for_that_run() {
+    let Some(lab) = Lab::cluster("join", 3) else {
+        return;
+    };
+    let out = tempdir("join");
+    let inv = lab.inventory().display().to_string();
+    let r = run(["apply", "-i", &inv, "--limit", "cp-1,worker-01,worker-02"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02"]);
+    let before = token_ids(&lab);
+    let before_w1 = lab.tree_hash("worker-01");
+
+    let report = out.join("join.json");
+    let r = run([
+        "join",
+        "-i",
+        &inv,
+        "--limit",
+        "worker-03",
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02", "worker-03"]);
+    let touched: std::collections::BTreeSet<String> = changed_tasks(&json(&report))
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(
+        touched.into_iter().collect::<Vec<_>>(),
+        ["cp-1", "worker-03"]
+    );
+    assert_eq!(lab.tree_hash("worker-01"), before_w1);
+    // The join's own token is gone; the site's token is untouched.
+    assert_eq!(token_ids(&lab), before);
+}
+
+#[test]
+fn shipped_units_pass_systemd_analyze_verify() {
+    let Some(lab) = Lab::cluster("verify", 1) else {
+        return;
+    };
+    let r = run(["apply", "-i", &lab.inventory().display().to_string()]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let d = tempdir("verify");
+    for (host, unit) in [
+        ("worker-01", "kubelet.service"),
+        ("cp-1", "kube-apiserver.service"),
+        ("cp-1", "kube-controller-manager.service"),
+    ] {
+        let text = lab.ssh(host, &format!("cat /etc/systemd/system/{unit}"));
+        // verify needs the ExecStart binary: the same unit pointed at an existing one.
+        let text = text
+            .replace("/usr/local/bin/kubelet", "/bin/true")
+            .replace("/usr/local/bin/kube-apiserver", "/bin/true")
+            .replace("/usr/local/bin/kube-controller-manager", "/bin/true")
+            .replace("Requires=containerd.service", "")
+            .replace("After=containerd.service", "");
+        let path = d.join(unit);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ours: Vec<&str> = stderr.lines().filter(|l| l.contains(unit)).collect();
+        assert!(ours.is_empty(), "{unit}: {stderr}");
+    }
+}
