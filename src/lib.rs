@@ -28,7 +28,9 @@ pub mod vars;
 
 use clap::Parser;
 
-use cli::args::{Cli, Command, InventoryCommand, LabCommand, TokenCommand};
+use cli::args::{
+    Cli, Command, DiscoveryCommand, InventoryCommand, LabCommand, PkiCommand, TokenCommand,
+};
 use cli::commands;
 
 /// Entry point: returns the process exit code.
@@ -77,6 +79,20 @@ pub fn run(args: Vec<String>) -> i32 {
         }) => commands::lab::up(&dir, workers, control_planes, port, subnet),
         Command::Lab(LabCommand::Down { dir }) => commands::lab::down(&dir),
         Command::Lab(LabCommand::Status { dir }) => commands::lab::status(&dir),
+        Command::Discovery(DiscoveryCommand::Verify {
+            token,
+            cluster_info,
+            server,
+            ca_cert_hash,
+            unsafe_skip_ca_verification,
+        }) => commands::discovery::verify(
+            &token,
+            cluster_info.as_deref(),
+            server.as_deref(),
+            &ca_cert_hash,
+            unsafe_skip_ca_verification,
+        ),
+        Command::Pki(PkiCommand::CaHash { file }) => commands::discovery::ca_hash(&file),
         Command::Token(TokenCommand::Generate) => commands::token::generate(),
         Command::Token(TokenCommand::Create {
             run,

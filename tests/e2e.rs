@@ -206,3 +206,154 @@ fn shipped_units_pass_systemd_analyze_verify() {
         assert!(ours.is_empty(), "{unit}: {stderr}");
     }
 }
+
+fn token_of(lab: &Lab, id: &str) -> String {
+    let s: serde_json::Value = serde_json::from_str(&lab.kubectl(&format!(
+        "get secret -n kube-system bootstrap-token-{id} -o json"
+    )))
+    .unwrap();
+    let secret = s["data"]["token-secret"].as_str().unwrap();
+    use base64::Engine as _;
+    let secret = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .unwrap(),
+    )
+    .unwrap();
+    format!("{id}.{secret}")
+}
+
+#[test]
+fn token_commands_and_discovery_against_the_lab_cluster() {
+    let Some(lab) = Lab::cluster("tokens", 1) else {
+        return;
+    };
+    let inv = lab.inventory().display().to_string();
+    let r = run(["apply", "-i", &inv]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let site = token_ids(&lab);
+
+    let created = run([
+        "token",
+        "create",
+        "-i",
+        &inv,
+        "--ttl",
+        "2h",
+        "--groups",
+        "system:bootstrappers:worker",
+        "--print-join-command",
+    ]);
+    assert_eq!(created.code, 0, "{}", created.all());
+    let new = created
+        .stdout
+        .lines()
+        .find(|l| l.len() == 23 && l.as_bytes()[6] == b'.')
+        .expect("token printed")
+        .to_string();
+    let pin = run([
+        "pki",
+        "ca-hash",
+        &lab.dir.join("ca.crt").display().to_string(),
+    ]);
+    assert_eq!(pin.code, 0);
+    let pin = pin.stdout.trim().to_string();
+    assert!(pin.starts_with("sha256:") && pin.len() == 71, "{pin}");
+    assert!(
+        created.stdout.contains(&format!(
+            "--token {new} --discovery-token-ca-cert-hash {pin}"
+        )),
+        "{}",
+        created.stdout
+    );
+
+    let list = run(["token", "list", "-i", &inv]);
+    assert_eq!(list.code, 0, "{}", list.all());
+    assert!(list.stdout.starts_with("TOKEN "), "{}", list.stdout);
+    assert!(
+        list.stdout.contains(&format!("{}.<redacted>", &new[..6])),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        !list.stdout.contains(&new[7..]),
+        "secret shown: {}",
+        list.stdout
+    );
+
+    // Discovery as kubeadm does it, from a file and from the server.
+    let cm = lab.dir.join("cluster-info.yaml");
+    std::fs::write(
+        &cm,
+        lab.kubectl("get configmap cluster-info -n kube-public -o yaml"),
+    )
+    .unwrap();
+    let site_token = token_of(&lab, &site[0]);
+    let cp = &lab.hosts.iter().find(|(n, _)| n == "cp-1").unwrap().1;
+    let ok = run([
+        "discovery",
+        "verify",
+        "--token",
+        &site_token,
+        "--cluster-info",
+        &cm.display().to_string(),
+        "--ca-cert-hash",
+        &pin,
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    assert!(
+        ok.stdout
+            .starts_with(&format!("verified: https://{cp}:6443")),
+        "{}",
+        ok.stdout
+    );
+    let url = format!("https://{cp}:6443");
+    let ok = run([
+        "discovery",
+        "verify",
+        "--token",
+        &site_token,
+        "--server",
+        &url,
+        "--ca-cert-hash",
+        &pin,
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.all());
+    let bad_pin = run([
+        "discovery",
+        "verify",
+        "--token",
+        &site_token,
+        "--cluster-info",
+        &cm.display().to_string(),
+        "--ca-cert-hash",
+        &format!("sha256:{}", "0".repeat(64)),
+    ]);
+    assert_eq!(bad_pin.code, 1);
+    assert!(
+        bad_pin.stdout.contains("is not pinned"),
+        "{}",
+        bad_pin.stdout
+    );
+    let wrong = format!("{}.{}", &site[0], "0000000000000000");
+    let bad_sig = run([
+        "discovery",
+        "verify",
+        "--token",
+        &wrong,
+        "--cluster-info",
+        &cm.display().to_string(),
+        "--ca-cert-hash",
+        &pin,
+    ]);
+    assert_eq!(bad_sig.code, 1);
+    assert!(
+        bad_sig.stdout.contains("failed to verify JWS signature"),
+        "{}",
+        bad_sig.stdout
+    );
+
+    let del = run(["token", "delete", "-i", &inv, &new[..6]]);
+    assert_eq!(del.code, 0, "{}", del.all());
+    assert_eq!(token_ids(&lab), site);
+}

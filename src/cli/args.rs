@@ -39,6 +39,43 @@ pub enum Command {
     /// Bootstrap tokens: generate one, or check one offline with the API server's rules.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Token discovery as kubeadm does it.
+    #[command(subcommand)]
+    Discovery(DiscoveryCommand),
+    /// Certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscoveryCommand {
+    /// Verify cluster-info (its JWS for the token and its CA against the pins); print the
+    /// verified API server on success (exit 0), the reason on failure (exit 1).
+    Verify {
+        #[arg(long)]
+        token: String,
+        /// The ConfigMap as `kubectl get -o yaml` or `-o json` prints it.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "server",
+            required_unless_present = "server"
+        )]
+        cluster_info: Option<PathBuf>,
+        /// Fetch cluster-info anonymously from this API server, as kubeadm does.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        #[arg(long = "ca-cert-hash", value_name = "sha256:HEX")]
+        ca_cert_hash: Vec<String>,
+        #[arg(long)]
+        unsafe_skip_ca_verification: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// `sha256:<hex>` of each certificate's DER SubjectPublicKeyInfo (kubeadm's CA pin).
+    CaHash { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -142,3 +142,27 @@ impl Reporter for ProgressReporter {
         let _ = self.multi.clear();
     }
 }
+
+/// Prints only failures: for commands whose output is their answer (`token list`).
+pub struct QuietReporter {
+    redactor: Arc<Redactor>,
+}
+
+impl QuietReporter {
+    pub fn new(redactor: Arc<Redactor>) -> Self {
+        QuietReporter { redactor }
+    }
+}
+
+impl Reporter for QuietReporter {
+    fn play_start(&self, _play: &str, _hosts: usize) {}
+    fn task_start(&self, _host: &str, _task: &str) {}
+    fn task_done(&self, r: &TaskResult) {
+        if matches!(r.status, TaskStatus::Failed | TaskStatus::Unreachable) {
+            if let Some(l) = result_line(r, 0) {
+                eprintln!("{}", self.redactor.redact(&l));
+            }
+        }
+    }
+    fn play_done(&self, _play: &str) {}
+}

@@ -6,7 +6,7 @@ pub mod json;
 pub mod live;
 pub mod recap;
 
-pub use live::{PlainReporter, ProgressReporter};
+pub use live::{PlainReporter, ProgressReporter, QuietReporter};
 
 use crate::engine::result::TaskResult;
 

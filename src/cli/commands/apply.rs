@@ -11,5 +11,5 @@ pub fn run(args: ApplyArgs, preview: bool) -> Result<i32, Error> {
     let (playbook, base_dir) = runner::load_playbook(&s.playbook)?;
     let play_hosts = runner::play_hosts(&inventory, &playbook, s.limit.as_deref(), &[])?;
     let extra = s.extra_vars.clone();
-    Ok(runner::execute(&s, inventory, playbook, base_dir, play_hosts, &extra)?.code)
+    Ok(runner::execute(&s, inventory, playbook, base_dir, play_hosts, &extra, false)?.code)
 }

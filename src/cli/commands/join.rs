@@ -32,5 +32,5 @@ pub fn run(run: RunArgs, ttl: &str) -> Result<i32, Error> {
     let mut vars = s.extra_vars.clone();
     vars.push(format!("bootstrap_token={}", token.full()));
     let base = std::env::current_dir().unwrap_or_default();
-    Ok(runner::execute(&s, inventory, playbook, base, play_hosts, &vars)?.code)
+    Ok(runner::execute(&s, inventory, playbook, base, play_hosts, &vars, false)?.code)
 }

@@ -14,7 +14,7 @@ use crate::engine::{self, RunCx};
 use crate::error::{exit, Error};
 use crate::inventory::Inventory;
 use crate::playbook::{self, Playbook};
-use crate::report::{self, PlainReporter, ProgressReporter, Reporter};
+use crate::report::{self, PlainReporter, ProgressReporter, QuietReporter, Reporter};
 use crate::secret::{is_secret_name, Redactor};
 use crate::template::Templates;
 use crate::vars::parse_extra_vars;
@@ -124,6 +124,7 @@ pub fn execute(
     base_dir: PathBuf,
     play_hosts: Vec<Vec<String>>,
     extra_vars: &[String],
+    quiet: bool,
 ) -> Result<Finished, Error> {
     let extra = parse_extra_vars(extra_vars).map_err(Error::Config)?;
     let redactor = Arc::new(Redactor::new());
@@ -152,7 +153,9 @@ pub fn execute(
         .map(|p| p.tasks.len())
         .max()
         .unwrap_or(1);
-    let reporter: Arc<dyn Reporter> = if std::io::stderr().is_terminal() && s.verbose == 0 {
+    let reporter: Arc<dyn Reporter> = if quiet && s.verbose == 0 {
+        Arc::new(QuietReporter::new(redactor.clone()))
+    } else if std::io::stderr().is_terminal() && s.verbose == 0 {
         Arc::new(ProgressReporter::new(redactor.clone(), tasks_per_host))
     } else {
         Arc::new(PlainReporter::new(redactor.clone(), s.verbose))
@@ -178,11 +181,16 @@ pub fn execute(
     let outcome = engine::run(cx);
     reporter.finish();
 
+    let quiet_ok = quiet && !outcome.any_failed() && s.verbose == 0;
     let mut out = String::new();
-    if s.opts.diff {
+    if quiet_ok {
+        // The command prints its own answer.
+    } else if s.opts.diff {
         out.push_str(&report::diff::render_grouped(&outcome.results));
     }
-    out.push_str(&report::recap::render(&outcome.recap));
+    if !quiet_ok {
+        out.push_str(&report::recap::render(&outcome.recap));
+    }
     if s.opts.check {
         out.push_str("(check mode: nothing was changed)\n");
     }

@@ -91,6 +91,7 @@ fn on_control_plane(
         std::env::current_dir().unwrap_or_default(),
         hosts,
         &vars,
+        true,
     )?;
     Ok((f, cp, address))
 }

@@ -1,0 +1,68 @@
+//! `discovery verify` and `pki ca-hash`.
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::k8s::{discovery, token::BootstrapToken};
+
+pub fn verify(
+    token: &str,
+    file: Option<&Path>,
+    server: Option<&str>,
+    pins: &[String],
+    skip_ca: bool,
+) -> Result<i32, Error> {
+    let token = BootstrapToken::parse(token).map_err(|e| Error::Usage(format!("--token: {e}")))?;
+    let configmap: serde_json::Value = match (file, server) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
+            serde_yaml::from_str(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?
+        }
+        (None, Some(url)) => {
+            use crate::lab::kube::{Api, Client, Kubeconfig};
+            // Anonymous and without checking the serving certificate, as kubeadm's first fetch:
+            // trust comes from the JWS and the CA pin below.
+            let kc = Kubeconfig {
+                server: url.trim_end_matches('/').to_string(),
+                insecure: true,
+                ..Default::default()
+            };
+            let client = Client::new(&kc, "bootstrapctl-discovery").map_err(Error::Config)?;
+            match client.get("/api/v1/namespaces/kube-public/configmaps/cluster-info") {
+                Ok(v) => v,
+                Err(e) => {
+                    println!("invalid: fetching cluster-info from {url}: {e}");
+                    return Ok(1);
+                }
+            }
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "give --cluster-info FILE or --server URL".into(),
+            ))
+        }
+    };
+    match discovery::verify(&configmap["data"], &token, pins, skip_ca) {
+        Ok(v) => {
+            println!("verified: {} (CA {})", v.server, v.ca_hashes.join(", "));
+            Ok(0)
+        }
+        Err(reason) => {
+            println!("invalid: {reason}");
+            Ok(1)
+        }
+    }
+}
+
+pub fn ca_hash(file: &Path) -> Result<i32, Error> {
+    let pem = std::fs::read_to_string(file)
+        .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    let hashes = crate::pki::ca_hashes(&pem)
+        .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    for h in hashes {
+        println!("{h}");
+    }
+    Ok(0)
+}
