@@ -210,3 +210,48 @@ fn a_command_that_hangs_past_its_timeout_fails_only_its_host() {
     assert_eq!(lab.ssh("worker-01", "cat /etc/bsctl-hang"), "ok");
     assert_eq!(recap(&report, "worker-02", "failed"), 1);
 }
+
+#[test]
+fn a_second_concurrent_apply_on_the_same_host_fails_with_a_clear_message() {
+    let Some(lab) = Lab::up("lock", 2) else {
+        return;
+    };
+    let out = tempdir("lock");
+    let slow = out.join("slow.yaml");
+    std::fs::write(&slow, "- hosts: worker-01\n  tasks:\n    - name: slow\n      shell: sleep 3 && echo one >> /etc/bsctl-lock-log\n").unwrap();
+    let fast = out.join("fast.yaml");
+    std::fs::write(&fast, "- hosts: workers\n  tasks:\n    - name: quick\n      shell: echo two >> /etc/bsctl-lock-log\n").unwrap();
+    let inv = lab.inventory().display().to_string();
+    let first = std::process::Command::new(crate::support::bin())
+        .args(["apply", "-i", &inv, &slow.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let second = run(["apply", "-i", &inv, &fast.display().to_string()]);
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(
+        second
+            .stdout
+            .contains("failed: [worker-01] quick: another bootstrapctl run is changing this host"),
+        "{}",
+        second.stdout
+    );
+    // The other host is free.
+    assert_eq!(lab.ssh("worker-02", "cat /etc/bsctl-lock-log"), "two\n");
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    // Nothing interleaved, and once the first run is over the host takes runs again.
+    assert_eq!(lab.ssh("worker-01", "cat /etc/bsctl-lock-log"), "one\n");
+    let third = run(["apply", "-i", &inv, &fast.display().to_string()]);
+    assert_eq!(third.code, 0, "{}", third.all());
+    assert_eq!(
+        lab.ssh("worker-01", "cat /etc/bsctl-lock-log"),
+        "one\ntwo\n"
+    );
+}

@@ -27,6 +27,8 @@ pub struct HostConn {
     pub unreachable: Option<String>,
     pub view: HostView,
     pub facts_gathered: bool,
+    /// This run holds the host's lock (taken with the first script; see engine::lock).
+    pub locked: bool,
     /// `register:` results, kept across plays as Ansible does.
     pub registered: std::collections::BTreeMap<String, minijinja::Value>,
     /// The run's jump-host connections, shared by every host behind the same bastion.
@@ -97,6 +99,7 @@ impl Pool {
                         unreachable: None,
                         view: HostView::new(),
                         facts_gathered: false,
+                        locked: false,
                         registered: Default::default(),
                         jumps: jumps.clone(),
                     })),

@@ -829,13 +829,21 @@ fn fetch_view(
     timeout: Duration,
 ) -> Result<(), Step> {
     let missing = view.missing(reads);
-    if missing.is_empty() {
+    // A run that changes hosts takes each host's lock with its first script there.
+    // (Not for `ansible_connection: local`: those "hosts" are this machine, often several
+    // of them in one inventory, and the operator sees any other run on it.)
+    let lock =
+        !run.opts.check && !conn.locked && matches!(conn.spec, super::conn::ConnectSpec::Ssh(_));
+    if missing.is_empty() && !lock {
         return Ok(());
     }
     let t = conn
         .transport()
         .map_err(|e| Step::new(TaskStatus::Unreachable, e))?;
-    let script = reads_script(&missing);
+    let mut script = reads_script(&missing);
+    if lock {
+        script = format!("{}{script}", super::lock::acquire(&run.run_id));
+    }
     run.trace(host, "read", &script);
     let out = match executor::run_script(t, &script, become_, timeout) {
         Ok(o) => o,
@@ -846,6 +854,12 @@ fn fetch_view(
         }
         Err(e) => return Err(Step::new(TaskStatus::Failed, e.to_string())),
     };
+    if lock {
+        if let Some(msg) = super::lock::held(&out.stdout) {
+            return Err(Step::new(TaskStatus::Failed, msg));
+        }
+        conn.locked = true;
+    }
     parse_reads(&missing, &out.stdout, &out.stderr, view)
         .map_err(|e| Step::new(TaskStatus::Failed, e.to_string()))
 }

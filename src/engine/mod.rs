@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod executor;
 pub mod host;
+pub mod lock;
 pub mod result;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -68,6 +69,8 @@ pub struct RunCx {
     pub play_hosts: Vec<Vec<String>>,
     results: Mutex<Vec<TaskResult>>,
     pub interrupted: AtomicBool,
+    /// Names this run in host locks (engine::lock).
+    pub run_id: String,
 }
 
 impl RunCx {
@@ -109,6 +112,9 @@ impl RunCx {
             play_hosts,
             results: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
+            run_id: crate::k8s::token::BootstrapToken::generate()
+                .map(|t| t.secret().to_string())
+                .unwrap_or_else(|_| format!("pid{}", std::process::id())),
         }
     }
 

@@ -77,6 +77,14 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
         data: Some(CString::new(overlay)?),
         remount_ro: false,
     });
+    out.push(Mount {
+        source: CString::new(format!("lab-{}-run", m.name))?,
+        target: CString::new("/run")?,
+        fstype: Some(CString::new("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: Some(CString::new("mode=0755,size=64m")?),
+        remount_ro: false,
+    });
     for dir in TMPFS_DIRS {
         out.push(Mount {
             source: CString::new(format!("lab-{}", m.name))?,
@@ -113,6 +121,7 @@ pub fn spawn_sshd(m: &HostMounts, config: &Path, log: File) -> io::Result<Child>
     let mounts = plan(m)?;
     let hostname = m.name.clone().into_bytes();
     let root = CString::new("/")?;
+    let run_sshd = CString::new("/run/sshd")?;
     let mut cmd = Command::new(SSHD);
     cmd.arg("-D").arg("-e").arg("-f").arg(config);
     // sshd and every session get a clean environment: nothing of the caller's leaks into hosts.
@@ -176,6 +185,9 @@ pub fn spawn_sshd(m: &HostMounts, config: &Path, log: File) -> io::Result<Child>
                     ))?;
                 }
             }
+            // /run is private too (each host has its own locks and runtime files); sshd
+            // needs its privilege separation directory there.
+            check(libc::mkdir(run_sshd.as_ptr(), 0o755))?;
         }
         Ok(())
     };
