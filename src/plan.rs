@@ -172,9 +172,18 @@ fn simulate_systemctl(view: &mut HostView, args: &[String]) {
         }
         return;
     }
+    let now = units.iter().any(|u| u == "--now");
     for unit in units.iter().filter(|u| !u.starts_with('-')) {
         let u = view.unit_mut(unit);
         match verb.as_str() {
+            "enable" if now => {
+                u.unit_file_state = "enabled".into();
+                u.active_state = "active".into();
+            }
+            "disable" if now => {
+                u.unit_file_state = "disabled".into();
+                u.active_state = "inactive".into();
+            }
             "enable" => u.unit_file_state = "enabled".into(),
             "disable" => u.unit_file_state = "disabled".into(),
             "start" | "restart" | "reload-or-restart" => u.active_state = "active".into(),

@@ -37,7 +37,15 @@ pub fn ops_body(ops: &[Op]) -> String {
             } => {
                 let dir = parent(path);
                 let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
-                s.push_str(&format!("t={t}\ntrap 'rm -f -- \"$t\"' EXIT\n"));
+                // Created with its final permissions (or 0600 until chmod), never wider.
+                let umask = if mode & 0o7111 == 0 {
+                    !mode & 0o777
+                } else {
+                    0o077
+                };
+                s.push_str(&format!(
+                    "t={t}\ntrap 'rm -f -- \"$t\"' EXIT\numask {umask:03o}\n"
+                ));
                 // dash's printf reports ENOSPC as a bare "I/O error": say what was written.
                 let failed = format!(
                     " || {{ echo {} >&2; exit 1; }}\n",
@@ -59,7 +67,10 @@ pub fn ops_body(ops: &[Op]) -> String {
                         s.push_str("__BOOTSTRAPCTL_EOF__\n");
                     }
                 }
-                if *mode != 0o600 {
+                // A plain mode comes from the umask the file is created under (no chmod
+                // process); modes with execute or special bits need chmod.
+                let plain = mode & 0o7111 == 0;
+                if !plain {
                     s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
                 }
                 if let Some(chown) = chown_spec(owner, group) {

@@ -130,6 +130,15 @@ impl Module for Systemd {
             };
             item("state", before, verb);
         }
+        // `enable X` + `start X` is `enable --now X`: one systemctl instead of two.
+        if let [.., Op::Systemctl { args: a }, Op::Systemctl { args: b }] = ops.as_slice() {
+            if a[0] == "enable" && b[0] == "start" {
+                ops.truncate(ops.len() - 2);
+                ops.push(Op::Systemctl {
+                    args: vec!["enable".into(), "--now".into(), name.clone()],
+                });
+            }
+        }
         Ok(finish(
             ops,
             diffs,
