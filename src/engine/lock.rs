@@ -7,7 +7,11 @@
 /// The script that takes the lock for run `run_id`: prepended to the first script a run sends
 /// to a host. Prints `@@ lock ok` or `@@ lock held PID SINCE` and then stops the script.
 pub fn acquire(run_id: &str) -> String {
-    ACQUIRE.replace("BSCTL_RUN_ID", run_id)
+    // The run's start time comes from here: no `date` process on every host.
+    let since = crate::k8s::token::format_rfc3339(std::time::SystemTime::now());
+    ACQUIRE
+        .replace("BSCTL_RUN_ID", run_id)
+        .replace("BSCTL_SINCE", &since)
 }
 
 const ACQUIRE: &str = r#"bsctl_lock() {
@@ -39,7 +43,8 @@ const ACQUIRE: &str = r#"bsctl_lock() {
     fi
   fi
   if [ -z "$bsctl_held" ]; then
-    printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$bsctl_l.tmp" && mv -f "$bsctl_l.tmp" "$bsctl_l"
+    # Inside the mkdir mutex, so no reader sees it half-written.
+    printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID BSCTL_SINCE > "$bsctl_l"
   fi
   rmdir "$bsctl_l.d"
   if [ -n "$bsctl_held" ]; then echo "@@ lock held $bsctl_held"; exit 0; fi
