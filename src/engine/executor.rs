@@ -16,16 +16,16 @@ use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
 /// `chmod`, `chown` (only when an owner is given and it is not root running as root),
 /// `sync` and `mv`; directories are synced once per script.
 pub fn ops_script(ops: &[Op]) -> String {
-    format!("{SCRIPT_PRELUDE}{}", ops_body(ops))
+    format!("{SCRIPT_PRELUDE}{}{}", ops_body(ops), dirs_sync(ops))
 }
 
 /// Starts every apply script: stop at the first error; temp files private until renamed.
-pub const SCRIPT_PRELUDE: &str = "set -e\numask 077\nset -C\nbsctl_uid=$(id -u)\n";
+pub const SCRIPT_PRELUDE: &str = "set -e\numask 077\nset -C\n\
+    while read -r k v _; do [ \"$k\" = Uid: ] && { bsctl_uid=$v; break; }; done < /proc/self/status\n";
 
 /// The ops without the prelude, so several tasks' ops can share one script.
 pub fn ops_body(ops: &[Op]) -> String {
     let mut s = String::new();
-    let mut dirs: Vec<String> = Vec::new();
     for op in ops {
         match op {
             Op::WriteFile {
@@ -85,9 +85,6 @@ pub fn ops_body(ops: &[Op]) -> String {
                     "sync -- \"$t\"\nmv -f -- \"$t\" {}\ntrap - EXIT\n",
                     sh_quote(path)
                 ));
-                if !dirs.contains(&dir) {
-                    dirs.push(dir);
-                }
             }
             Op::SetAttrs {
                 path,
@@ -133,12 +130,25 @@ pub fn ops_body(ops: &[Op]) -> String {
             Op::Exec { .. } => {}
         }
     }
-    if !dirs.is_empty() {
-        // The renames are durable once their directories are.
-        let dirs: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
-        s.push_str(&format!("sync -- {} 2>/dev/null || true\n", dirs.join(" ")));
-    }
     s
+}
+
+/// Make the renames of `ops` durable: one `sync` of every directory written into.
+pub fn dirs_sync(ops: &[Op]) -> String {
+    let mut dirs: Vec<String> = Vec::new();
+    for op in ops {
+        if let Op::WriteFile { path, .. } = op {
+            let d = sh_quote(&parent(path));
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    if dirs.is_empty() {
+        String::new()
+    } else {
+        format!("sync -- {} 2>/dev/null || true\n", dirs.join(" "))
+    }
 }
 
 fn parent(path: &str) -> String {

@@ -187,6 +187,8 @@ impl HostRunner<'_> {
                 script.push_str(&format!("echo '@@ done {i}'\n"));
             }
         }
+        let all_ops: Vec<Op> = pending.iter().flat_map(|d| d.ops.iter().cloned()).collect();
+        script.push_str(&executor::dirs_sync(&all_ops));
         let needs_apply = pending.iter().any(|d| !d.ops.is_empty());
         let become_ = pending
             .iter()
