@@ -2,11 +2,9 @@
 
 use serde::Deserialize;
 
-use super::file_common::{plan_file, Mode, WantFile};
+use super::file_common::{ManagedFile, Mode};
 use super::template::{absolute, opt};
-use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, Read};
-use crate::plan::Planned;
+use super::{ModuleError, ResolveCx};
 use crate::template::Tpl;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -22,18 +20,8 @@ pub struct Args {
     pub force: Option<Tpl<bool>>,
 }
 
-#[derive(Debug)]
-pub struct Copy {
-    force: bool,
-    dest: String,
-    content: Vec<u8>,
-    mode: Option<Mode>,
-    owner: Option<String>,
-    group: Option<String>,
-}
-
 impl Args {
-    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Copy, ModuleError> {
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<ManagedFile, ModuleError> {
         let content = match (&self.content, &self.src) {
             (Some(c), None) => c.resolve(cx.templates, cx.vars, cx.what)?.into_bytes(),
             (None, Some(src)) => {
@@ -55,7 +43,7 @@ impl Args {
                 ))
             }
         };
-        Ok(Copy {
+        Ok(ManagedFile {
             force: opt(&self.force, cx)?.unwrap_or(true),
             dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,
             content,
@@ -63,28 +51,5 @@ impl Args {
             owner: opt(&self.owner, cx)?,
             group: opt(&self.group, cx)?,
         })
-    }
-}
-
-impl Module for Copy {
-    fn reads(&self) -> Vec<Read> {
-        vec![Read::File(self.dest.clone())]
-    }
-    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
-        if !self.force && view.file(&self.dest).is_some_and(|f| f.exists()) {
-            return Ok(Planned::NoChange {
-                reason: format!("{} exists (force: false)", self.dest),
-            });
-        }
-        plan_file(
-            view,
-            WantFile {
-                path: &self.dest,
-                content: self.content.clone(),
-                mode: self.mode,
-                owner: self.owner.clone(),
-                group: self.group.clone(),
-            },
-        )
     }
 }

@@ -56,6 +56,41 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// A file with given bytes and attributes: what `template` and `copy` resolve to.
+#[derive(Debug)]
+pub struct ManagedFile {
+    pub dest: String,
+    pub content: Vec<u8>,
+    pub mode: Option<Mode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// `false`: leave an existing file alone (copy's `force: false`).
+    pub force: bool,
+}
+
+impl super::Module for ManagedFile {
+    fn reads(&self) -> Vec<crate::hoststate::Read> {
+        vec![crate::hoststate::Read::File(self.dest.clone())]
+    }
+    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        if !self.force && view.file(&self.dest).is_some_and(|f| f.exists()) {
+            return Ok(Planned::NoChange {
+                reason: format!("{} exists (force: false)", self.dest),
+            });
+        }
+        plan_file(
+            view,
+            WantFile {
+                path: &self.dest,
+                content: self.content.clone(),
+                mode: self.mode,
+                owner: self.owner.clone(),
+                group: self.group.clone(),
+            },
+        )
+    }
+}
+
 pub struct WantFile<'a> {
     pub path: &'a str,
     pub content: Vec<u8>,

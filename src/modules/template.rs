@@ -2,10 +2,8 @@
 
 use serde::Deserialize;
 
-use super::file_common::{plan_file, Mode, WantFile};
-use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, Read};
-use crate::plan::Planned;
+use super::file_common::{ManagedFile, Mode};
+use super::{ModuleError, ResolveCx};
 use crate::template::Tpl;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,15 +14,6 @@ pub struct Args {
     pub mode: Option<Tpl<Mode>>,
     pub owner: Option<Tpl<String>>,
     pub group: Option<Tpl<String>>,
-}
-
-#[derive(Debug)]
-pub struct Template {
-    dest: String,
-    content: Vec<u8>,
-    mode: Option<Mode>,
-    owner: Option<String>,
-    group: Option<String>,
 }
 
 pub(crate) fn opt<T: serde::de::DeserializeOwned + Clone>(
@@ -48,33 +37,16 @@ pub(crate) fn absolute(path: String, arg: &str) -> Result<String, ModuleError> {
 }
 
 impl Args {
-    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<Template, ModuleError> {
+    pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<ManagedFile, ModuleError> {
         let src = self.src.resolve(cx.templates, cx.vars, cx.what)?;
         let content = cx.templates.render_file(&src, cx.vars)?;
-        Ok(Template {
+        Ok(ManagedFile {
+            force: true,
             dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,
             content: content.into_bytes(),
             mode: opt(&self.mode, cx)?,
             owner: opt(&self.owner, cx)?,
             group: opt(&self.group, cx)?,
         })
-    }
-}
-
-impl Module for Template {
-    fn reads(&self) -> Vec<Read> {
-        vec![Read::File(self.dest.clone())]
-    }
-    fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
-        plan_file(
-            view,
-            WantFile {
-                path: &self.dest,
-                content: self.content.clone(),
-                mode: self.mode,
-                owner: self.owner.clone(),
-                group: self.group.clone(),
-            },
-        )
     }
 }
