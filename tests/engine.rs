@@ -1,7 +1,7 @@
 //! Engine behaviour on local-connection hosts: serial batches, failure policy, handlers,
 //! tags, loops, register, run_once, delegate_to. No root needed.
 
-use crate::support::{json, run, tempdir};
+use crate::support::{json, results, run, tempdir};
 
 fn setup(tag: &str, hosts: usize, playbook: &str) -> (std::path::PathBuf, String, String) {
     let d = tempdir(tag);
@@ -17,21 +17,6 @@ fn setup(tag: &str, hosts: usize, playbook: &str) -> (std::path::PathBuf, String
     let inv = d.join("inv.yaml").display().to_string();
     let pb = d.join("pb.yaml").display().to_string();
     (d, inv, pb)
-}
-
-fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["task"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

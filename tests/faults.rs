@@ -3,22 +3,7 @@
 
 use std::io::Read;
 
-use crate::support::{json, run, tempdir, Lab};
-
-fn statuses(report: &std::path::Path) -> Vec<(String, String, String)> {
-    json(report)["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["task"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::support::{json, results, run, tempdir, Lab};
 
 fn recap(report: &std::path::Path, host: &str, field: &str) -> u64 {
     json(report)["recap"][host][field].as_u64().unwrap()
@@ -97,7 +82,7 @@ fn a_host_whose_sshd_dies_mid_run_is_reported_and_the_others_finish() {
     let outp = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&outp.stdout);
     assert_eq!(outp.status.code(), Some(1), "{stdout}");
-    let st = statuses(&report);
+    let st = results(&json(&report));
     assert!(
         st.iter().any(|(h, t, s)| h == "worker-02"
             && t == "slow"

@@ -46,6 +46,17 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// The kind of `name` given a binary's value-taking and boolean flag tables.
+pub fn kind_in(name: &str, value_flags: &[&str], bool_flags: &[&str]) -> Option<Kind> {
+    if value_flags.contains(&name) {
+        Some(Kind::Value)
+    } else if bool_flags.contains(&name) {
+        Some(Kind::Bool)
+    } else {
+        None
+    }
+}
+
 /// Parses `args` against `known` (name without dashes → kind). Errors as pflag words them.
 pub fn parse(args: &[String], known: &dyn Fn(&str) -> Option<Kind>) -> Result<Flags, String> {
     let mut f = Flags::default();

@@ -304,3 +304,19 @@ impl Lab {
 fn shell_words_split(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
+
+/// (host, task, status) of every result in a JSON report, in report order.
+pub fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -13,7 +13,7 @@ mod tokens;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::flagparse::{self, Kind};
+use super::flagparse;
 use super::kube::{self, klog, Api};
 use super::pki;
 use super::timefmt;
@@ -95,16 +95,6 @@ const BOOL_FLAGS: &[&str] = &[
     "version",
 ];
 
-fn known(name: &str) -> Option<Kind> {
-    if VALUE_FLAGS.contains(&name) {
-        Some(Kind::Value)
-    } else if BOOL_FLAGS.contains(&name) {
-        Some(Kind::Bool)
-    } else {
-        None
-    }
-}
-
 const HELP: &str = "kube-controller-manager (bootstrapctl lab STAND-IN, not the real Kubernetes binary)
 
 Runs, as a poll loop every second, the controllers the TLS bootstrap flow needs:
@@ -143,7 +133,7 @@ struct Config {
 }
 
 fn configure(args: &[String]) -> Result<Option<Config>, String> {
-    let f = flagparse::parse(args, &known)?;
+    let f = flagparse::parse(args, &|n| flagparse::kind_in(n, VALUE_FLAGS, BOOL_FLAGS))?;
     if f.has("help") || f.has("h") {
         print!("{HELP}");
         return Ok(None);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::super::flagparse::{self, Kind};
+use super::super::flagparse;
 use super::super::timefmt;
 
 #[derive(Debug, Clone)]
@@ -101,16 +101,6 @@ const BOOL_FLAGS: &[&str] = &[
     "fail-cgroupv1",
 ];
 
-fn known(name: &str) -> Option<Kind> {
-    if VALUE_FLAGS.contains(&name) {
-        Some(Kind::Value)
-    } else if BOOL_FLAGS.contains(&name) {
-        Some(Kind::Bool)
-    } else {
-        None
-    }
-}
-
 pub const HELP: &str = "kubelet (bootstrapctl lab STAND-IN, not the real Kubernetes binary)
 
 Does the TLS bootstrap of a real kubelet, registers its Node and keeps it Ready; runs no pods
@@ -143,7 +133,8 @@ fn yaml_bool(v: &Value, key: &str) -> Result<Option<bool>, String> {
 }
 
 pub fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError> {
-    let f = flagparse::parse(args, &known).map_err(ConfigError::Flag)?;
+    let f = flagparse::parse(args, &|n| flagparse::kind_in(n, VALUE_FLAGS, BOOL_FLAGS))
+        .map_err(ConfigError::Flag)?;
     if f.has("help") || f.has("h") {
         print!("{HELP}");
         return Ok(None);
