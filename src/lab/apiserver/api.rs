@@ -513,24 +513,29 @@ impl Server {
         }
     }
 
+    /// Checks every new object passes, by create or by an apply that creates: its type, its
+    /// namespace field, and that the namespace exists.
+    fn admit_new(&self, r: &ResDef, obj: &mut Value, ns: &str) -> Result<(), Response> {
+        check_type(r, obj)?;
+        check_namespace(r, obj, ns)?;
+        if r.namespaced && self.store.get("namespaces", "", ns).is_none() {
+            return Err(status(
+                404,
+                "NotFound",
+                &format!("namespaces {ns:?} not found"),
+                Some(json!({"name": ns, "kind": "namespaces"})),
+            ));
+        }
+        Ok(())
+    }
+
     fn create(&self, r: &ResDef, req: &Request, user: &User, ns: &str) -> Response {
         let mut obj = match body_object(req) {
             Ok(o) => o,
             Err(e) => return e,
         };
-        if let Err(e) = check_type(r, &mut obj) {
+        if let Err(e) = self.admit_new(r, &mut obj, ns) {
             return e;
-        }
-        if let Err(e) = check_namespace(r, &mut obj, ns) {
-            return e;
-        }
-        if r.namespaced && self.store.get("namespaces", "", ns).is_none() {
-            return status(
-                404,
-                "NotFound",
-                &format!("namespaces {ns:?} not found"),
-                Some(json!({"name": ns, "kind": "namespaces"})),
-            );
         }
         let meta = store::meta_mut(&mut obj);
         if meta.get("name").and_then(Value::as_str).is_none_or_empty() {
@@ -871,19 +876,8 @@ impl Server {
             None if sub.is_empty() => {
                 // Apply creates.
                 let mut obj = applied;
-                if let Err(e) = check_type(r, &mut obj) {
+                if let Err(e) = self.admit_new(r, &mut obj, ns) {
                     return e;
-                }
-                if let Err(e) = check_namespace(r, &mut obj, ns) {
-                    return e;
-                }
-                if r.namespaced && self.store.get("namespaces", "", ns).is_none() {
-                    return status(
-                        404,
-                        "NotFound",
-                        &format!("namespaces {ns:?} not found"),
-                        Some(json!({"name": ns, "kind": "namespaces"})),
-                    );
                 }
                 obj["metadata"]["name"] = json!(name);
                 self.prepare_create(r, &mut obj, user);
