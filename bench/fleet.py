@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fleet benchmark: bootstrapctl against N lab hosts, as ratios to an OpenSSH floor.
 
-Brings a lab of N workers up, then measures, several times each (medians):
+Brings a lab of N workers up, then measures, several times each (medians; the floor is
+measured right before every workload run, on the same hosts):
   floor   N `ssh -o ControlMaster=no -o KexAlgorithms=curve25519-sha256 HOST true` at once
   noop    apply of the worker workload on hosts where everything is in place
   check   `apply --check --diff` on fresh hosts
@@ -102,20 +103,23 @@ def bench(binary, n, runs, subnet):
     try:
         lab.up()
         lab.floor()  # warm caches (sshd binary, keys) before measuring
-        floor = [lab.floor() for _ in range(runs)]
-        first, check = [], []
+        # The floor is measured right before every workload run, on the same lab, so that a
+        # slow or fast spell of the machine shows in both (their medians give the ratios).
+        floor, first, check, noop = [], [], [], []
         for _ in range(runs):
             lab.fresh()
+            floor.append(lab.floor())
             t, r = lab.apply("--check", "--diff")
             check.append(t)
             rss = max(rss, r)
             lab.fresh()
+            floor.append(lab.floor())
             t, r = lab.apply()
             first.append(t)
             rss = max(rss, r)
-        noop = []
         report = os.path.join(lab.dir, "noop.json")
         for _ in range(runs):
+            floor.append(lab.floor())
             t, r = lab.apply(report=report)
             noop.append(t)
             rss = max(rss, r)

@@ -12,80 +12,184 @@ use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
 ///
 /// Few processes per file, since a fleet pays for each one on every host: the content is
 /// written by the shell's `printf` builtin (base64 only for bytes the shell cannot hold), into
-/// a temp file created exclusively (`set -C`) under umask 077 in the target's directory, then
-/// `chmod`, `chown` (only when an owner is given and it is not root running as root),
-/// `sync` and `mv`; directories are synced once per script.
+/// a temp file created exclusively (`set -C`) under the umask of its final mode in the target's
+/// directory, then `chmod` (only for modes a umask cannot give), `chown` (only when an owner is
+/// given and it is not root running as root), one `sync` for the temp files of a run of
+/// write-only tasks, and `mv`; directories are synced once per script.
 pub fn ops_script(ops: &[Op]) -> String {
-    format!("{SCRIPT_PRELUDE}{}{}", ops_body(ops), dirs_sync(ops))
+    let body = batch_body(&[TaskOps { marker: None, ops }]);
+    format!("{SCRIPT_PRELUDE}{body}{}", dirs_sync(ops))
 }
 
 /// Starts every apply script: stop at the first error; temp files private until renamed.
 pub const SCRIPT_PRELUDE: &str = "set -e\numask 077\nset -C\n\
     while read -r k v _; do [ \"$k\" = Uid: ] && { bsctl_uid=$v; break; }; done < /proc/self/status\n";
 
-/// The ops without the prelude, so several tasks' ops can share one script.
-pub fn ops_body(ops: &[Op]) -> String {
+/// One task's ops in a batch script; `marker` N is echoed as `@@ done N` once they are applied,
+/// so that the caller can tell, after a failure, which tasks took effect.
+pub struct TaskOps<'a> {
+    pub marker: Option<usize>,
+    pub ops: &'a [Op],
+}
+
+/// Most writes staged behind one `sync`: a failure while staging commits the tasks before it
+/// with a few lines of script each, so a group's script grows with the square of its size.
+const MAX_STAGED_WRITES: usize = 8;
+
+/// The body (no prelude) for several tasks' ops, in order, each followed by its marker.
+/// Consecutive tasks that only write files are staged together: every temp file is written,
+/// then one `sync` makes all of them durable, then they are renamed into place task by task.
+/// If staging fails, the tasks already fully staged are committed first, so the outcome is
+/// that of running the tasks one by one: earlier tasks applied, the failed one and later ones
+/// not (a failed task's files all stay as they were).
+pub fn batch_body(tasks: &[TaskOps]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < tasks.len() {
+        let mut j = i;
+        let mut writes = 0;
+        while j < tasks.len() && is_write_only(tasks[j].ops) {
+            let n = tasks[j].ops.len();
+            if j > i && writes + n > MAX_STAGED_WRITES {
+                break;
+            }
+            writes += n;
+            j += 1;
+        }
+        if j > i {
+            s.push_str(&staged_writes(&tasks[i..j]));
+            i = j;
+            continue;
+        }
+        s.push_str(&ops_body(tasks[i].ops));
+        s.push_str(&marker_line(tasks[i].marker));
+        i += 1;
+    }
+    s
+}
+
+fn is_write_only(ops: &[Op]) -> bool {
+    !ops.is_empty() && ops.iter().all(|o| matches!(o, Op::WriteFile { .. }))
+}
+
+fn marker_line(marker: Option<usize>) -> String {
+    marker.map_or(String::new(), |m| format!("echo '@@ done {m}'\n"))
+}
+
+/// Writes of `tasks` (all WriteFile ops): stage every temp file, one sync, then rename.
+fn staged_writes(tasks: &[TaskOps]) -> String {
+    // (temp var, target path, op) per write, with the index of its task in `tasks`.
+    let mut writes = Vec::new();
+    for (g, task) in tasks.iter().enumerate() {
+        for op in task.ops {
+            if let Op::WriteFile { path, .. } = op {
+                writes.push((g, format!("t{}", writes.len() + 1), path.as_str(), op));
+            }
+        }
+    }
+    // Renames and markers of the first `upto` tasks, after one sync of their temp files.
+    let commit = |upto: usize| -> String {
+        let mine: Vec<_> = writes.iter().filter(|w| w.0 < upto).collect();
+        if mine.is_empty() {
+            return String::new();
+        }
+        let temps: Vec<String> = mine.iter().map(|w| format!("\"${}\"", w.1)).collect();
+        let mut c = format!("sync -- {}\n", temps.join(" "));
+        for (g, task) in tasks.iter().enumerate().take(upto) {
+            for w in mine.iter().filter(|w| w.0 == g) {
+                c.push_str(&format!("mv -f -- \"${}\" {}\n", w.1, sh_quote(w.2)));
+            }
+            c.push_str(&marker_line(task.marker));
+        }
+        c
+    };
+    let mut s = String::new();
+    for (_, var, path, _) in &writes {
+        let dir = parent(path);
+        let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
+        s.push_str(&format!("{var}={t}\n"));
+    }
+    let all: Vec<String> = writes.iter().map(|w| format!("\"${}\"", w.1)).collect();
+    s.push_str(&format!("trap 'rm -f -- {}' EXIT\n", all.join(" ")));
+    for (g, var, path, op) in &writes {
+        let Op::WriteFile {
+            content,
+            mode,
+            owner,
+            group,
+            ..
+        } = op
+        else {
+            unreachable!("only writes are staged")
+        };
+        // On failure: the tasks before this one still take effect, as if run one by one.
+        let handler = |what: Option<String>| -> String {
+            let say = what.map_or(String::new(), |w| format!("echo {} >&2\n", sh_quote(&w)));
+            format!("{say}{}exit 1\n", commit(*g))
+        };
+        let on_fail = |what: Option<String>| format!(" || {{\n{}}}\n", handler(what));
+        // Created with its final permissions (or 0600 until chmod), never wider.
+        let plain = mode & 0o7111 == 0;
+        let umask = if plain { !mode & 0o777 } else { 0o077 };
+        s.push_str(&format!("umask {umask:03o}\n"));
+        // dash's printf reports ENOSPC as a bare "I/O error": say what was written.
+        let what = Some(format!(
+            "bootstrapctl: writing {path} failed (disk full or I/O error); the old file is kept"
+        ));
+        match std::str::from_utf8(content) {
+            Ok(text) if !text.contains('\0') => {
+                s.push_str(&format!(
+                    "printf '%s' {} > \"${var}\"",
+                    sh_quote_always(text)
+                ));
+                s.push_str(&on_fail(what));
+            }
+            _ => {
+                // The here-document's body starts on the next line, so the handler goes in
+                // an `else` after it.
+                s.push_str(&format!(
+                    "if base64 -d > \"${var}\" <<'__BOOTSTRAPCTL_EOF__'\n"
+                ));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+                for chunk in b64.as_bytes().chunks(76) {
+                    s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+                    s.push('\n');
+                }
+                s.push_str("__BOOTSTRAPCTL_EOF__\nthen :; else\n");
+                s.push_str(&handler(what));
+                s.push_str("fi\n");
+            }
+        }
+        // A plain mode comes from the umask the file is created under (no chmod process);
+        // modes with execute or special bits need chmod.
+        if !plain {
+            s.push_str(&format!("chmod {mode:04o} \"${var}\""));
+            s.push_str(&on_fail(None));
+        }
+        if let Some(chown) = chown_spec(owner, group) {
+            let cmd = format!("chown {} \"${var}\"", sh_quote(&chown));
+            if is_root_spec(owner, group) {
+                s.push_str(&format!("[ \"$bsctl_uid\" = 0 ] || {cmd}"));
+            } else {
+                s.push_str(&cmd);
+            }
+            s.push_str(&on_fail(None));
+        }
+    }
+    s.push_str(&commit(tasks.len()));
+    s.push_str("trap - EXIT\n");
+    s
+}
+
+/// The ops of one task without the prelude; writes are staged one by one.
+fn ops_body(ops: &[Op]) -> String {
     let mut s = String::new();
     for op in ops {
         match op {
-            Op::WriteFile {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-            } => {
-                let dir = parent(path);
-                let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
-                // Created with its final permissions (or 0600 until chmod), never wider.
-                let umask = if mode & 0o7111 == 0 {
-                    !mode & 0o777
-                } else {
-                    0o077
-                };
-                s.push_str(&format!(
-                    "t={t}\ntrap 'rm -f -- \"$t\"' EXIT\numask {umask:03o}\n"
-                ));
-                // dash's printf reports ENOSPC as a bare "I/O error": say what was written.
-                let failed = format!(
-                    " || {{ echo {} >&2; exit 1; }}\n",
-                    sh_quote(&format!("bootstrapctl: writing {path} failed (disk full or I/O error); the old file is kept"))
-                );
-                match std::str::from_utf8(content) {
-                    Ok(text) if !text.contains('\0') => {
-                        s.push_str(&format!("printf '%s' {} > \"$t\"", sh_quote_always(text)));
-                        s.push_str(&failed);
-                    }
-                    _ => {
-                        s.push_str("base64 -d > \"$t\" <<'__BOOTSTRAPCTL_EOF__'");
-                        s.push_str(&failed);
-                        let b64 = base64::engine::general_purpose::STANDARD.encode(content);
-                        for chunk in b64.as_bytes().chunks(76) {
-                            s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-                            s.push('\n');
-                        }
-                        s.push_str("__BOOTSTRAPCTL_EOF__\n");
-                    }
-                }
-                // A plain mode comes from the umask the file is created under (no chmod
-                // process); modes with execute or special bits need chmod.
-                let plain = mode & 0o7111 == 0;
-                if !plain {
-                    s.push_str(&format!("chmod {mode:04o} \"$t\"\n"));
-                }
-                if let Some(chown) = chown_spec(owner, group) {
-                    let cmd = format!("chown {} \"$t\"", sh_quote(&chown));
-                    if is_root_spec(owner, group) {
-                        s.push_str(&format!("[ \"$bsctl_uid\" = 0 ] || {cmd}\n"));
-                    } else {
-                        s.push_str(&format!("{cmd}\n"));
-                    }
-                }
-                s.push_str(&format!(
-                    "sync -- \"$t\"\nmv -f -- \"$t\" {}\ntrap - EXIT\n",
-                    sh_quote(path)
-                ));
-            }
+            Op::WriteFile { .. } => s.push_str(&staged_writes(&[TaskOps {
+                marker: None,
+                ops: std::slice::from_ref(op),
+            }])),
             Op::SetAttrs {
                 path,
                 mode,
@@ -320,6 +424,161 @@ mod tests {
         assert!(!out.success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::transport::local::LocalTransport;
+
+    fn write(path: &std::path::Path, content: &str, owner: Option<&str>) -> Op {
+        Op::WriteFile {
+            path: path.display().to_string(),
+            content: content.as_bytes().to_vec(),
+            mode: 0o644,
+            owner: owner.map(str::to_string),
+            group: None,
+        }
+    }
+
+    fn run(script: &str) -> ExecOutput {
+        run_script(
+            &mut LocalTransport::new(),
+            script,
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    fn markers(out: &ExecOutput) -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("@@ done "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn temp_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".bootstrapctl"))
+            .count()
+    }
+
+    #[test]
+    fn write_only_tasks_share_one_sync_and_report_in_order() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-ok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        let (t0, t1) = (
+            vec![write(&a, "A", None)],
+            vec![write(&b, "B", None), write(&c, "C", None)],
+        );
+        let tasks = [
+            TaskOps {
+                marker: Some(0),
+                ops: &t0,
+            },
+            TaskOps {
+                marker: Some(2),
+                ops: &t1,
+            },
+        ];
+        let body = batch_body(&tasks);
+        // One sync for the three temp files; the failure handlers' partial syncs never run.
+        assert_eq!(
+            body.matches("\nsync -- \"$t1\" \"$t2\" \"$t3\"\n").count(),
+            1,
+            "{body}"
+        );
+        let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
+        assert!(out.success(), "{}", out.stderr_lossy());
+        assert_eq!(markers(&out), ["0", "2"]);
+        for (p, want) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+            assert_eq!(std::fs::read_to_string(p).unwrap(), want);
+        }
+        assert_eq!(temp_files(&dir), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failure_while_staging_commits_the_tasks_before_it_and_nothing_after() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b1, b2, c) = (dir.join("a"), dir.join("b1"), dir.join("b2"), dir.join("c"));
+        for p in [&a, &b1, &b2, &c] {
+            std::fs::write(p, "old").unwrap();
+        }
+        // The second task's second file cannot be given its owner: that task fails whole.
+        let t0 = vec![write(&a, "new", None)];
+        let t1 = vec![
+            write(&b1, "new", None),
+            write(&b2, "new", Some("no-such-user-bsctl")),
+        ];
+        let t2 = vec![write(&c, "new", None)];
+        let tasks = [
+            TaskOps {
+                marker: Some(0),
+                ops: &t0,
+            },
+            TaskOps {
+                marker: Some(1),
+                ops: &t1,
+            },
+            TaskOps {
+                marker: Some(2),
+                ops: &t2,
+            },
+        ];
+        let out = run(&format!("{SCRIPT_PRELUDE}{}", batch_body(&tasks)));
+        assert!(!out.success());
+        assert_eq!(markers(&out), ["0"]);
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
+        for p in [&b1, &b2, &c] {
+            assert_eq!(
+                std::fs::read_to_string(p).unwrap(),
+                "old",
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(temp_files(&dir), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_runs_of_writes_are_split_into_bounded_groups() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-long-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ops: Vec<Vec<Op>> = (0..20)
+            .map(|i| vec![write(&dir.join(format!("f{i}")), &format!("{i}"), None)])
+            .collect();
+        let tasks: Vec<TaskOps> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| TaskOps {
+                marker: Some(i),
+                ops: o,
+            })
+            .collect();
+        let body = batch_body(&tasks);
+        // 20 writes in groups of 8, 8 and 4: each group syncs all its temps once (the
+        // failure handlers of the full groups sync at most 7).
+        let all = |n: usize| {
+            let temps: Vec<String> = (1..=n).map(|i| format!("\"$t{i}\"")).collect();
+            format!("\nsync -- {}\n", temps.join(" "))
+        };
+        assert_eq!(body.matches(&all(8)).count(), 2, "{body}");
+        assert!(body.contains(&all(4)));
+        assert!(!body.contains("$t9"));
+        let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
+        assert!(out.success(), "{}", out.stderr_lossy());
+        assert_eq!(markers(&out).len(), 20);
+        assert_eq!(std::fs::read_to_string(dir.join("f19")).unwrap(), "19");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -180,13 +180,17 @@ impl HostRunner<'_> {
         if pending.is_empty() {
             return Ok(());
         }
+        let tasks: Vec<executor::TaskOps> = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.ops.is_empty())
+            .map(|(i, d)| executor::TaskOps {
+                marker: Some(i),
+                ops: &d.ops,
+            })
+            .collect();
         let mut script = String::from(executor::SCRIPT_PRELUDE);
-        for (i, d) in pending.iter().enumerate() {
-            if !d.ops.is_empty() {
-                script.push_str(&executor::ops_body(&d.ops));
-                script.push_str(&format!("echo '@@ done {i}'\n"));
-            }
-        }
+        script.push_str(&executor::batch_body(&tasks));
         let all_ops: Vec<Op> = pending.iter().flat_map(|d| d.ops.iter().cloned()).collect();
         script.push_str(&executor::dirs_sync(&all_ops));
         let needs_apply = pending.iter().any(|d| !d.ops.is_empty());

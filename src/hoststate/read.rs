@@ -34,11 +34,14 @@ pub enum ReadError {
     },
 }
 
-/// Facts from /proc and builtins: one `uname` and one subshell, no other process.
+/// Facts from /proc and builtins: one subshell, and `uname` only on kernels older than 6.1
+/// (no /proc/sys/kernel/arch).
 const FACTS_SCRIPT: &str = r#"echo '@@ facts'
 read -r h < /proc/sys/kernel/hostname; printf 'H %s\n' "$h"
 ( . /etc/os-release 2>/dev/null; printf 'O %s|%s|%s\n' "$ID" "$VERSION_ID" "$PRETTY_NAME" )
-read -r k < /proc/sys/kernel/osrelease; printf 'K %s|%s\n' "$k" "$(uname -m)"
+read -r k < /proc/sys/kernel/osrelease
+read -r m 2>/dev/null < /proc/sys/kernel/arch || m=$(uname -m)
+printf 'K %s|%s\n' "$k" "$m"
 if [ -d /run/systemd/system ]; then echo 'Y 1'; else echo 'Y 0'; fi
 "#;
 

@@ -100,50 +100,103 @@ pub fn find(root: &Root, name: &str) -> Option<DiskUnit> {
     let main = fs::read(root.path(&fragment)).ok()?;
     let mut dropins: BTreeMap<String, String> = BTreeMap::new();
     for d in UNIT_DIRS {
-        let dir = format!("{d}/{name}.d");
-        let Ok(entries) = fs::read_dir(root.path(&dir)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let file = e.file_name().to_string_lossy().into_owned();
-            if file.ends_with(".conf") && e.path().is_file() {
-                dropins
-                    .entry(file.clone())
-                    .or_insert(format!("{dir}/{file}"));
+        collect_dropins(root, &format!("{d}/{name}.d"), &mut dropins);
+    }
+    Some(disk_unit(root, name.to_string(), fragment, main, dropins))
+}
+
+/// Every unit file in the unit path (what daemon-reload loads). Each unit dir is listed once
+/// (fragments and `.d` drop-in dirs from the same listing): daemon-reload runs on every
+/// `enable`, so its cost is paid per onboarded host.
+pub fn scan(root: &Root) -> BTreeMap<String, DiskUnit> {
+    // Per unit dir, highest priority first: its unit files and its drop-in dirs.
+    // A dir reached twice (`/lib` is a symlink to `/usr/lib` on merged-/usr systems) is listed
+    // once, under its first (higher-priority) name, as systemd reduces its lookup paths.
+    let mut seen = std::collections::HashSet::new();
+    let listings: Vec<(&str, Vec<String>, Vec<String>)> = UNIT_DIRS
+        .iter()
+        .filter(|d| match fs::canonicalize(root.path(d)) {
+            Ok(real) => seen.insert(real),
+            Err(_) => false,
+        })
+        .map(|d| {
+            let (mut files, mut dropin_dirs) = (Vec::new(), Vec::new());
+            for e in fs::read_dir(root.path(d)).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // The dirent type avoids a stat per entry; only symlinks are followed.
+                let Ok(mut ty) = e.file_type() else { continue };
+                if ty.is_symlink() {
+                    match fs::metadata(e.path()) {
+                        Ok(m) => ty = m.file_type(),
+                        Err(_) => continue,
+                    }
+                }
+                if ty.is_dir() && name.ends_with(".d") {
+                    dropin_dirs.push(name);
+                } else if ty.is_file() && SUFFIXES.iter().any(|s| name.ends_with(s)) {
+                    files.push(name);
+                }
             }
+            (*d, files, dropin_dirs)
+        })
+        .collect();
+    let mut fragments: BTreeMap<String, String> = BTreeMap::new();
+    for (dir, files, _) in &listings {
+        for f in files {
+            fragments
+                .entry(f.clone())
+                .or_insert_with(|| format!("{dir}/{f}"));
         }
     }
+    fragments
+        .into_iter()
+        .filter_map(|(name, fragment)| {
+            let main = fs::read(root.path(&fragment)).ok()?;
+            let wanted = format!("{name}.d");
+            let mut dropins: BTreeMap<String, String> = BTreeMap::new();
+            for (dir, _, dirs) in &listings {
+                if dirs.contains(&wanted) {
+                    collect_dropins(root, &format!("{dir}/{wanted}"), &mut dropins);
+                }
+            }
+            Some((name.clone(), disk_unit(root, name, fragment, main, dropins)))
+        })
+        .collect()
+}
+
+/// Adds the `*.conf` files of one drop-in dir; a name already seen (higher priority) wins.
+fn collect_dropins(root: &Root, dir: &str, dropins: &mut BTreeMap<String, String>) {
+    let Ok(entries) = fs::read_dir(root.path(dir)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if file.ends_with(".conf") && e.path().is_file() {
+            dropins
+                .entry(file.clone())
+                .or_insert(format!("{dir}/{file}"));
+        }
+    }
+}
+
+fn disk_unit(
+    root: &Root,
+    name: String,
+    fragment: String,
+    main: Vec<u8>,
+    dropins: BTreeMap<String, String>,
+) -> DiskUnit {
     let mut sources = vec![(fragment.clone(), main)];
     for path in dropins.into_values() {
         if let Ok(bytes) = fs::read(root.path(&path)) {
             sources.push((path, bytes));
         }
     }
-    Some(DiskUnit {
-        name: name.to_string(),
+    DiskUnit {
+        name,
         fragment,
         sources,
-    })
-}
-
-/// Every unit file in the unit path (what daemon-reload loads).
-pub fn scan(root: &Root) -> BTreeMap<String, DiskUnit> {
-    let mut names = std::collections::BTreeSet::new();
-    for d in UNIT_DIRS {
-        let Ok(entries) = fs::read_dir(root.path(d)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if SUFFIXES.iter().any(|s| name.ends_with(s)) && e.path().is_file() {
-                names.insert(name);
-            }
-        }
     }
-    names
-        .into_iter()
-        .filter_map(|n| find(root, &n).map(|u| (n, u)))
-        .collect()
 }
 
 /// The keys the stand-in understands, after applying drop-ins in order.
@@ -225,29 +278,14 @@ fn logical_lines(text: &str) -> Vec<String> {
     out
 }
 
-/// A unit definition as it was at the last daemon-reload.
+/// A unit definition as it was at the last daemon-reload: what `show`, `start` and the
+/// NeedDaemonReload check need, not the text (that stays on disk; the state file is read and
+/// written by every systemctl call, so it is kept small).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loaded {
     pub fragment: String,
     pub digest: String,
     pub parsed: Parsed,
-    /// Full text of the main file and drop-ins, for the component stand-ins to come.
-    pub sources: Vec<(String, String)>,
-}
-
-impl Loaded {
-    pub fn from_disk(u: &DiskUnit) -> Self {
-        Loaded {
-            fragment: u.fragment.clone(),
-            digest: u.digest(),
-            parsed: u.parsed(),
-            sources: u
-                .sources
-                .iter()
-                .map(|(p, b)| (p.clone(), String::from_utf8_lossy(b).into_owned()))
-                .collect(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,9 +314,22 @@ pub struct State {
 impl State {
     /// daemon-reload: the definitions on disk now become the loaded ones.
     pub fn reload(&mut self, root: &Root) {
+        let mut before = std::mem::take(&mut self.loaded);
         self.loaded = scan(root)
-            .values()
-            .map(|u| (u.name.clone(), Loaded::from_disk(u)))
+            .into_values()
+            .map(|u| {
+                let digest = u.digest();
+                // Unchanged since the last reload: keep what was parsed then.
+                let loaded = match before.remove(&u.name) {
+                    Some(l) if l.digest == digest && l.fragment == u.fragment => l,
+                    _ => Loaded {
+                        fragment: u.fragment.clone(),
+                        digest,
+                        parsed: u.parsed(),
+                    },
+                };
+                (u.name, loaded)
+            })
             .collect();
         self.reloads += 1;
     }
@@ -347,7 +398,7 @@ impl Store {
         let tmp = self.file.with_extension("json.tmp");
         fs::write(
             &tmp,
-            serde_json::to_string_pretty(&self.state).expect("state serializes"),
+            serde_json::to_string(&self.state).expect("state serializes"),
         )?;
         fs::rename(&tmp, &self.file)
     }

@@ -187,6 +187,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // BSCTL_KEEP_LAB=1: a failed test's lab stays up for a look (`lab down --dir` later).
+        if std::env::var_os("BSCTL_KEEP_LAB").is_some() && std::thread::panicking() {
+            eprintln!("kept lab {}", self.dir.display());
+            return;
+        }
         let r = run([
             "lab".as_ref(),
             "down".as_ref(),
