@@ -29,11 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "abcdef.0123456789abcdef"
 
 
-def run(cmd, check=True, quiet=True):
+def run(cmd, check=True, quiet=True, env=None):
     """Run cmd; return (seconds, peak RSS in KiB of that process tree's largest member)."""
     start = time.monotonic()
     out = tempfile.TemporaryFile()
-    p = subprocess.Popen(cmd, stdout=out if quiet else None, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(cmd, stdout=out if quiet else None, stderr=subprocess.STDOUT, env=env)
     _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.monotonic() - start
     out.seek(0)
@@ -135,11 +135,74 @@ def bench(binary, n, runs, subnet):
         shutil.rmtree(lab.dir, ignore_errors=True)
 
 
+VENV = os.path.join(ROOT, "bench", ".venv")
+COMPARE = os.path.join(ROOT, "bench", "compare")
+EXTRA = {"bootstrap_token": TOKEN, "api_server": "https://127.0.0.1:6443", "ca_data": "Y2EK",
+         "kubelet_bin": "/usr/local/bin/kubelet-bench"}
+
+
+def venv_tools():
+    """ansible-playbook and pyinfra in bench/.venv, installed from PyPI on first use."""
+    bin_dir = os.path.join(VENV, "bin")
+    if not os.path.exists(os.path.join(bin_dir, "pyinfra")):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q", "ansible-core>=2.17,<2.19",
+                        "pyinfra>=3.1,<4"], check=True)
+    return os.path.join(bin_dir, "ansible-playbook"), os.path.join(bin_dir, "pyinfra")
+
+
+def pyinfra_inventory(lab):
+    path = os.path.join(lab.dir, "pyinfra_inventory.py")
+    hosts = [(f"worker-{i + 1:02d}", {
+        "ssh_hostname": a, "ssh_port": 2222, "ssh_user": "root",
+        "ssh_key": os.path.join(lab.dir, "id_ed25519"),
+        "ssh_known_hosts_file": os.path.join(lab.dir, "known_hosts"),
+        "ssh_strict_host_key_checking": "yes"}) for i, a in enumerate(lab.addresses)]
+    with open(path, "w") as f:
+        f.write(f"workers = {hosts!r}\n")
+    return path
+
+
+def compare(binary, n, runs, subnet):
+    """Medians of first apply and no-op for the floor, bootstrapctl, Ansible and pyinfra."""
+    ansible, pyinfra = venv_tools()
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COMPARE, "ansible.cfg"))
+    lab = Lab(binary, n, subnet)
+    extra_json = json.dumps(EXTRA)
+    tools = {
+        "bootstrapctl": lambda: lab.apply(),
+        "ansible": lambda: run([ansible, "-i", os.path.join(lab.dir, "inventory.yaml"),
+                                "--forks", str(n), "-e", extra_json,
+                                os.path.join(COMPARE, "workers.ansible.yaml")], env=env),
+        "pyinfra": lambda: run([pyinfra, "-y", "--parallel", str(n)]
+                               + [a for k, v in EXTRA.items() for a in ("--data", f"{k}={v}")]
+                               + [pyinfra_inventory(lab),
+                                  os.path.join(COMPARE, "workers_pyinfra.py")]),
+    }
+    times = {(t, w): [] for t in tools for w in ("first", "noop")}
+    floor = []
+    try:
+        lab.up()
+        lab.floor()
+        for _ in range(runs):
+            for name, apply in tools.items():
+                lab.fresh()
+                floor.append(lab.floor())
+                times[(name, "first")].append(apply()[0])
+                times[(name, "noop")].append(apply()[0])
+        return median(floor), {k: median(v) for k, v in times.items()}
+    finally:
+        lab.down()
+        shutil.rmtree(lab.dir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", type=int, nargs="+", default=[50, 200])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrapctl"))
+    ap.add_argument("--compare", type=int, nargs="*", metavar="N",
+                    help="also run Ansible and pyinfra on N hosts (installed into bench/.venv)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the lab starts sshd in namespaces")
@@ -155,6 +218,17 @@ def main():
               f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
               f"{rows['first']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
               + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
+        sys.stdout.flush()
+    for i, n in enumerate(a.compare or []):
+        if i == 0:
+            print(f"\nside by side (same lab, same workload; seconds, ratio to the floor):")
+            print(f"{'N':>5} {'floor':>7} {'tool':>13} {'first':>7} {'ratio':>6} {'no-op':>7} "
+                  f"{'ratio':>6}")
+        f, t = compare(a.binary, n, a.runs, 70 + i)
+        for tool in ("bootstrapctl", "ansible", "pyinfra"):
+            first, noop = t[(tool, "first")], t[(tool, "noop")]
+            print(f"{n:>5} {f:7.2f} {tool:>13} {first:7.2f} {first/f:6.2f} {noop:7.2f} "
+                  f"{noop/f:6.2f}")
         sys.stdout.flush()
 
 

@@ -33,24 +33,15 @@ use cli::args::{
 };
 use cli::commands;
 
+/// Identifies this build; `lab up` uses a `bootstrapctl-standin` only from the same build.
+pub const BUILD_ID: &str = env!("BOOTSTRAPCTL_BUILD_ID");
+
 /// Entry point: returns the process exit code.
 pub fn run(args: Vec<String>) -> i32 {
-    // The lab bind-mounts this binary as `systemctl` inside each host.
-    if args.first().is_some_and(|a| lab::invoked_as_systemctl(a)) {
-        return lab::systemctl_main(&args[1..]);
-    }
-    if args
-        .first()
-        .is_some_and(|a| lab::apiserver::invoked_as_kube_apiserver(a))
-    {
-        return lab::apiserver::main(&args[1..]);
-    }
-    // ... and as `journalctl`, `kube-controller-manager` and `kubelet` (lab stand-ins).
-    match args.first().map(|a| lab::invoked_as(a)) {
-        Some(Some("journalctl")) => return lab::journalctl::journalctl_main(&args[1..]),
-        Some(Some("kube-controller-manager")) => return lab::kcm::kcm_main(&args[1..]),
-        Some(Some("kubelet")) => return lab::kubelet::kubelet_main(&args[1..]),
-        _ => {}
+    // The lab bind-mounts a stand-in binary (this one when the slimmer bootstrapctl-standin
+    // is not beside it) as systemctl, journalctl and the kube-* components in each host.
+    if let Some(code) = lab::standin_main(&args) {
+        return code;
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,

@@ -166,6 +166,16 @@ fn shipped_site_playbook_prepares_workers_without_a_control_plane() {
         // One batched read, then every change (tasks and handler) in one script.
         assert_eq!(recap["round_trips"], 2, "{host}: {recap}");
     }
+    // The hosts run the slim stand-in binary of this build (no OpenSSL to load per call).
+    let standin =
+        std::path::Path::new(crate::support::bin()).with_file_name("bootstrapctl-standin");
+    assert_eq!(
+        lab.ssh("worker-01", "stat -L -c %s /usr/bin/systemctl")
+            .trim(),
+        std::fs::metadata(&standin).unwrap().len().to_string(),
+        "systemctl in the host is not {}",
+        standin.display()
+    );
     let unit = lab.ssh("worker-01", "cat /etc/systemd/system/kubelet.service");
     for flag in [
         "--bootstrap-kubeconfig=",

@@ -47,6 +47,44 @@ pub fn invoked_as(argv0: &str) -> Option<&'static str> {
     .find(|n| *n == base)
 }
 
+/// Runs the stand-in that `args[0]` names (systemctl, journalctl, kube-apiserver,
+/// kube-controller-manager, kubelet); `None` when it names none of them.
+pub fn standin_main(args: &[String]) -> Option<i32> {
+    let argv0 = args.first()?;
+    let rest = &args[1..];
+    if invoked_as_systemctl(argv0) {
+        return Some(systemctl_main(rest));
+    }
+    if apiserver::invoked_as_kube_apiserver(argv0) {
+        return Some(apiserver::main(rest));
+    }
+    match invoked_as(argv0)? {
+        "journalctl" => Some(journalctl::journalctl_main(rest)),
+        "kube-controller-manager" => Some(kcm::kcm_main(rest)),
+        "kubelet" => Some(kubelet::kubelet_main(rest)),
+        _ => None,
+    }
+}
+
+/// The binary to bind-mount as the stand-ins: `bootstrapctl-standin` beside `self_exe` when it
+/// comes from the same build (it says so by its build id), else `self_exe` itself, which holds
+/// the same stand-ins. A stand-in from another build is never used: its state format or flags
+/// could differ from what this build's tests and playbooks expect.
+pub fn standin_binary(self_exe: &Path) -> PathBuf {
+    let standin = self_exe.with_file_name("bootstrapctl-standin");
+    let same_build = std::process::Command::new(&standin)
+        .arg("--bootstrapctl-build-id")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == crate::BUILD_ID.as_bytes());
+    if same_build {
+        standin
+    } else {
+        self_exe.to_path_buf()
+    }
+}
+
 /// What `lab up` should build.
 #[derive(Debug, Clone)]
 pub struct LabSpec {
@@ -54,7 +92,8 @@ pub struct LabSpec {
     pub dir: PathBuf,
     pub workers: usize,
     pub control_planes: usize,
-    /// The bootstrapctl binary, bind-mounted read-only over `systemctl` in every host.
+    /// The stand-in binary (see `standin_binary`), bind-mounted read-only over `systemctl`,
+    /// `journalctl` and the kube-* binaries in every host.
     pub self_exe: PathBuf,
     /// Port every host's sshd listens on (on its own address). Usually 2222.
     pub port: u16,

@@ -168,3 +168,21 @@ fn down_without_a_lab_is_a_clear_error() {
     let err = down(&tmp.0).unwrap_err();
     assert!(err.to_string().contains("no lab is up"), "{err}");
 }
+
+#[test]
+fn a_standin_binary_from_another_build_is_never_used() {
+    let tmp = TempDir::new("standin");
+    let me = tmp.0.join("bootstrapctl");
+    std::fs::write(&me, b"").unwrap();
+    // None beside: the binary itself holds the stand-ins.
+    assert_eq!(super::standin_binary(&me), me);
+    // One that reports another build id (or fails) is not taken either.
+    let standin = tmp.0.join("bootstrapctl-standin");
+    std::fs::write(&standin, "#!/bin/sh\necho some-other-build\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(super::standin_binary(&me), me);
+    // The same build id: taken.
+    std::fs::write(&standin, format!("#!/bin/sh\necho {}\n", crate::BUILD_ID)).unwrap();
+    assert_eq!(super::standin_binary(&me), standin);
+}
