@@ -198,19 +198,22 @@ def compare(binary, n, runs, subnet):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hosts", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--hosts", type=int, nargs="*", default=[50, 200])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrapctl"))
     ap.add_argument("--compare", type=int, nargs="*", metavar="N",
                     help="also run Ansible and pyinfra on N hosts (installed into bench/.venv)")
+    ap.add_argument("--compare-runs", type=int, default=3,
+                    help="runs per figure of the side-by-side comparison (Ansible is slow)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the lab starts sshd in namespaces")
     if not os.path.exists(a.binary):
         sys.exit(f"{a.binary} missing: run `cargo build --release` first")
     print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds")
-    print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
-          f"{'first':>7} {'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
+    if a.hosts:
+        print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
+              f"{'first':>7} {'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
     for i, n in enumerate(a.hosts):
         rows, trips, changed, rss = bench(a.binary, n, a.runs, 60 + i)
         f = rows["floor"]
@@ -221,10 +224,11 @@ def main():
         sys.stdout.flush()
     for i, n in enumerate(a.compare or []):
         if i == 0:
-            print(f"\nside by side (same lab, same workload; seconds, ratio to the floor):")
+            print(f"\nside by side (same lab and workload; {a.compare_runs} runs; medians in seconds, "
+                  "ratio to the floor):")
             print(f"{'N':>5} {'floor':>7} {'tool':>13} {'first':>7} {'ratio':>6} {'no-op':>7} "
                   f"{'ratio':>6}")
-        f, t = compare(a.binary, n, a.runs, 70 + i)
+        f, t = compare(a.binary, n, a.compare_runs, 70 + i)
         for tool in ("bootstrapctl", "ansible", "pyinfra"):
             first, noop = t[(tool, "first")], t[(tool, "noop")]
             print(f"{n:>5} {f:7.2f} {tool:>13} {first:7.2f} {first/f:6.2f} {noop:7.2f} "
