@@ -33,6 +33,18 @@ use cli::args::{
 };
 use cli::commands;
 
+/// Command-line tools die quietly on a closed pipe (`bootstrapctl ... | head`) instead of
+/// panicking in println!: SIGPIPE back to its default. Only for short-lived commands that write
+/// to stdout: a server keeps Rust's SIG_IGN, since rustls writes with writev(2), which raises
+/// SIGPIPE when a client has gone (send(2) with MSG_NOSIGNAL would not), and that would kill it.
+/// Call before any thread starts.
+pub fn die_quietly_on_closed_pipe() {
+    // SAFETY: changes a signal disposition while the process is still single-threaded.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Identifies this build; `lab up` uses a `bootstrapctl-standin` only from the same build.
 pub const BUILD_ID: &str = env!("BOOTSTRAPCTL_BUILD_ID");
 
@@ -43,6 +55,7 @@ pub fn run(args: Vec<String>) -> i32 {
     if let Some(code) = lab::standin_main(&args) {
         return code;
     }
+    die_quietly_on_closed_pipe();
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -36,6 +36,26 @@ fn ready_nodes(lab: &Lab) -> Vec<String> {
     out
 }
 
+/// Whether the running process of `unit` on `host` (its pid file in the host's state dir)
+/// ignores SIGPIPE, from /proc/PID/status.
+fn sigpipe_ignored(lab: &Lab, host: &str, unit: &str) -> bool {
+    let pid_file = lab
+        .dir
+        .join("hosts")
+        .join(host)
+        .join("state")
+        .join(format!("{unit}.service.pid"));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    ignored & (1 << (libc::SIGPIPE - 1)) != 0
+}
+
 fn token_ids(lab: &Lab) -> Vec<String> {
     lab.kubectl(
         "get secrets -n kube-system --field-selector type=bootstrap.kubernetes.io/token -o name",
@@ -91,6 +111,16 @@ fn site_playbook_joins_every_worker_then_changes_nothing() {
     assert!(lab
         .kubectl("get configmap cluster-info -n kube-public -o yaml")
         .contains(&format!("jws-kubeconfig-{}", tokens[0])));
+    // The long-running stand-ins keep SIGPIPE ignored: rustls writes with writev(2), so a
+    // client hanging up mid-response would otherwise kill the server (seen as a lab API
+    // server vanishing without a word and nodes never Ready when the machine was busy).
+    for (host, unit) in [
+        ("cp-1", "kube-apiserver"),
+        ("cp-1", "kube-controller-manager"),
+        ("worker-01", "kubelet"),
+    ] {
+        assert!(sigpipe_ignored(&lab, host, unit), "{unit} on {host}");
+    }
     let kubeconfig = lab.ssh(
         "worker-01",
         "stat -c %a /var/lib/kubelet/bootstrap-kubeconfig",

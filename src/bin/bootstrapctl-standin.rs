@@ -4,10 +4,6 @@
 //! time `bootstrapctl` takes (no libssl/libcrypto to load and relocate).
 
 fn main() {
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--bootstrapctl-build-id") {
         println!("{}", bootstrapctl::BUILD_ID);

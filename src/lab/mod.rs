@@ -52,14 +52,20 @@ pub fn invoked_as(argv0: &str) -> Option<&'static str> {
 pub fn standin_main(args: &[String]) -> Option<i32> {
     let argv0 = args.first()?;
     let rest = &args[1..];
+    // systemctl and journalctl are commands (`journalctl -u x | head`); the kube-* stand-ins
+    // are servers and clients of long-lived connections, which keep SIGPIPE ignored.
     if invoked_as_systemctl(argv0) {
+        crate::die_quietly_on_closed_pipe();
         return Some(systemctl_main(rest));
     }
     if apiserver::invoked_as_kube_apiserver(argv0) {
         return Some(apiserver::main(rest));
     }
     match invoked_as(argv0)? {
-        "journalctl" => Some(journalctl::journalctl_main(rest)),
+        "journalctl" => {
+            crate::die_quietly_on_closed_pipe();
+            Some(journalctl::journalctl_main(rest))
+        }
         "kube-controller-manager" => Some(kcm::kcm_main(rest)),
         "kubelet" => Some(kubelet::kubelet_main(rest)),
         _ => None,
