@@ -76,56 +76,79 @@ fn marker_line(marker: Option<usize>) -> String {
     marker.map_or(String::new(), |m| format!("echo '@@ done {m}'\n"))
 }
 
+/// One file write of a staged group: its task (index in the group), the shell variable that
+/// holds its temp file's name, and the op's fields.
+struct Staged<'a> {
+    task: usize,
+    var: String,
+    path: &'a str,
+    content: &'a [u8],
+    mode: u32,
+    owner: &'a Option<String>,
+    group: &'a Option<String>,
+}
+
+impl Staged<'_> {
+    /// `"$tN"`, as the script refers to the temp file.
+    fn temp(&self) -> String {
+        format!("\"${}\"", self.var)
+    }
+}
+
 /// Writes of `tasks` (all WriteFile ops): stage every temp file, one sync, then rename.
 fn staged_writes(tasks: &[TaskOps]) -> String {
-    // (temp var, target path, op) per write, with the index of its task in `tasks`.
-    let mut writes = Vec::new();
-    for (g, task) in tasks.iter().enumerate() {
-        for op in task.ops {
-            if let Op::WriteFile { path, .. } = op {
-                writes.push((g, format!("t{}", writes.len() + 1), path.as_str(), op));
+    let mut writes: Vec<Staged> = Vec::new();
+    for (task, t) in tasks.iter().enumerate() {
+        for op in t.ops {
+            if let Op::WriteFile {
+                path,
+                content,
+                mode,
+                owner,
+                group,
+            } = op
+            {
+                writes.push(Staged {
+                    task,
+                    var: format!("t{}", writes.len() + 1),
+                    path,
+                    content,
+                    mode: *mode,
+                    owner,
+                    group,
+                });
             }
         }
     }
     // Renames and markers of the first `upto` tasks, after one sync of their temp files.
     let commit = |upto: usize| -> String {
-        let mine: Vec<_> = writes.iter().filter(|w| w.0 < upto).collect();
+        let mine: Vec<&Staged> = writes.iter().filter(|w| w.task < upto).collect();
         if mine.is_empty() {
             return String::new();
         }
-        let temps: Vec<String> = mine.iter().map(|w| format!("\"${}\"", w.1)).collect();
+        let temps: Vec<String> = mine.iter().map(|w| w.temp()).collect();
         let mut c = format!("sync -- {}\n", temps.join(" "));
         for (g, task) in tasks.iter().enumerate().take(upto) {
-            for w in mine.iter().filter(|w| w.0 == g) {
-                c.push_str(&format!("mv -f -- \"${}\" {}\n", w.1, sh_quote(w.2)));
+            for w in mine.iter().filter(|w| w.task == g) {
+                c.push_str(&format!("mv -f -- {} {}\n", w.temp(), sh_quote(w.path)));
             }
             c.push_str(&marker_line(task.marker));
         }
         c
     };
     let mut s = String::new();
-    for (_, var, path, _) in &writes {
-        let dir = parent(path);
-        let t = sh_quote(&format!("{dir}/.bootstrapctl.{}", random_suffix()));
-        s.push_str(&format!("{var}={t}\n"));
+    for w in &writes {
+        let t = format!("{}/.bootstrapctl.{}", parent(w.path), random_suffix());
+        s.push_str(&format!("{}={}\n", w.var, sh_quote(&t)));
     }
-    let all: Vec<String> = writes.iter().map(|w| format!("\"${}\"", w.1)).collect();
+    let all: Vec<String> = writes.iter().map(Staged::temp).collect();
     s.push_str(&format!("trap 'rm -f -- {}' EXIT\n", all.join(" ")));
-    for (g, var, path, op) in &writes {
-        let Op::WriteFile {
-            content,
-            mode,
-            owner,
-            group,
-            ..
-        } = op
-        else {
-            unreachable!("only writes are staged")
-        };
+    for w in &writes {
+        let (temp, path, mode) = (w.temp(), w.path, w.mode);
         // On failure: the tasks before this one still take effect, as if run one by one.
         let handler = |what: Option<String>| -> String {
-            let say = what.map_or(String::new(), |w| format!("echo {} >&2\n", sh_quote(&w)));
-            format!("{say}{}exit 1\n", commit(*g))
+            let say = what.map_or(String::new(), |m| format!("echo {} >&2\n", sh_quote(&m)));
+            format!("{say}{}exit 1\n", commit(w.task))
         };
         let on_fail = |what: Option<String>| format!(" || {{\n{}}}\n", handler(what));
         // Created with its final permissions (or 0600 until chmod), never wider.
@@ -136,21 +159,16 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
         let what = Some(format!(
             "bootstrapctl: writing {path} failed (disk full or I/O error); the old file is kept"
         ));
-        match std::str::from_utf8(content) {
+        match std::str::from_utf8(w.content) {
             Ok(text) if !text.contains('\0') => {
-                s.push_str(&format!(
-                    "printf '%s' {} > \"${var}\"",
-                    sh_quote_always(text)
-                ));
+                s.push_str(&format!("printf '%s' {} > {temp}", sh_quote_always(text)));
                 s.push_str(&on_fail(what));
             }
             _ => {
                 // The here-document's body starts on the next line, so the handler goes in
                 // an `else` after it.
-                s.push_str(&format!(
-                    "if base64 -d > \"${var}\" <<'__BOOTSTRAPCTL_EOF__'\n"
-                ));
-                let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+                s.push_str(&format!("if base64 -d > {temp} <<'__BOOTSTRAPCTL_EOF__'\n"));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(w.content);
                 for chunk in b64.as_bytes().chunks(76) {
                     s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
                     s.push('\n');
@@ -163,12 +181,12 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
         // A plain mode comes from the umask the file is created under (no chmod process);
         // modes with execute or special bits need chmod.
         if !plain {
-            s.push_str(&format!("chmod {mode:04o} \"${var}\""));
+            s.push_str(&format!("chmod {mode:04o} {temp}"));
             s.push_str(&on_fail(None));
         }
-        if let Some(chown) = chown_spec(owner, group) {
-            let cmd = format!("chown {} \"${var}\"", sh_quote(&chown));
-            if is_root_spec(owner, group) {
+        if let Some(chown) = chown_spec(w.owner, w.group) {
+            let cmd = format!("chown {} {temp}", sh_quote(&chown));
+            if is_root_spec(w.owner, w.group) {
                 s.push_str(&format!("[ \"$bsctl_uid\" = 0 ] || {cmd}"));
             } else {
                 s.push_str(&cmd);
@@ -238,7 +256,7 @@ fn ops_body(ops: &[Op]) -> String {
 }
 
 /// Make the renames of `ops` durable: one `sync` of every directory written into.
-pub fn dirs_sync(ops: &[Op]) -> String {
+pub fn dirs_sync<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String {
     let mut dirs: Vec<String> = Vec::new();
     for op in ops {
         if let Op::WriteFile { path, .. } = op {

@@ -191,8 +191,7 @@ impl HostRunner<'_> {
             .collect();
         let mut script = String::from(executor::SCRIPT_PRELUDE);
         script.push_str(&executor::batch_body(&tasks));
-        let all_ops: Vec<Op> = pending.iter().flat_map(|d| d.ops.iter().cloned()).collect();
-        script.push_str(&executor::dirs_sync(&all_ops));
+        script.push_str(&executor::dirs_sync(tasks.iter().flat_map(|t| t.ops)));
         let needs_apply = pending.iter().any(|d| !d.ops.is_empty());
         let become_ = pending
             .iter()
