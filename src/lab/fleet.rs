@@ -111,13 +111,13 @@ fn ensure_mountpoint(dir: &str) -> Result<(), LabError> {
 }
 
 /// The systemctl files to cover with the stand-in, deduplicated by inode (/bin is often /usr/bin).
-fn systemctl_binds(dir: &Path, self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError> {
+fn systemctl_binds(dir: &Path, standin_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError> {
     let mut seen = BTreeSet::new();
     let mut binds = Vec::new();
     for p in SYSTEMCTL_PATHS {
         if let Ok(md) = fs::metadata(p) {
             if md.is_file() && seen.insert((md.dev(), md.ino())) {
-                binds.push((self_exe.to_path_buf(), PathBuf::from(p)));
+                binds.push((standin_exe.to_path_buf(), PathBuf::from(p)));
             }
         }
     }
@@ -128,7 +128,7 @@ fn systemctl_binds(dir: &Path, self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)
         fs::create_dir_all(&bin).map_err(LabError::io(format!("creating {}", bin.display())))?;
         let link = bin.join("systemctl");
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(self_exe, &link)
+        std::os::unix::fs::symlink(standin_exe, &link)
             .map_err(LabError::io(format!("creating {}", link.display())))?;
         ensure_mountpoint(SYSTEMCTL_FALLBACK_DIR)?;
         binds.push((bin, PathBuf::from(SYSTEMCTL_FALLBACK_DIR)));
@@ -154,13 +154,13 @@ fn ensure_file_mountpoint(path: &str) -> Result<(), LabError> {
 }
 
 /// bootstrapctl over the component binaries and journalctl in every host (read-only).
-fn component_binds(self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError> {
+fn component_binds(standin_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError> {
     let mut binds = Vec::new();
     let mut seen = BTreeSet::new();
     for p in JOURNALCTL_PATHS {
         if let Ok(md) = fs::metadata(p) {
             if md.is_file() && seen.insert((md.dev(), md.ino())) {
-                binds.push((self_exe.to_path_buf(), PathBuf::from(p)));
+                binds.push((standin_exe.to_path_buf(), PathBuf::from(p)));
             }
         }
     }
@@ -170,7 +170,7 @@ fn component_binds(self_exe: &Path) -> Result<Vec<(PathBuf, PathBuf)>, LabError>
     }
     for t in targets {
         ensure_file_mountpoint(t)?;
-        binds.push((self_exe.to_path_buf(), PathBuf::from(t)));
+        binds.push((standin_exe.to_path_buf(), PathBuf::from(t)));
     }
     Ok(binds)
 }
@@ -206,10 +206,10 @@ fn validate(spec: &LabSpec) -> Result<(), LabError> {
             namespace::SSHD
         )));
     }
-    if !spec.self_exe.is_file() {
+    if !spec.standin_exe.is_file() {
         return Err(LabError::Spec(format!(
             "{} (the systemctl stand-in) is not a file",
-            spec.self_exe.display()
+            spec.standin_exe.display()
         )));
     }
     Ok(())
@@ -291,10 +291,13 @@ pub fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
         .dir
         .canonicalize()
         .map_err(LabError::io(format!("resolving {}", spec.dir.display())))?;
-    let self_exe = spec.self_exe.canonicalize().map_err(LabError::io(format!(
-        "resolving {}",
-        spec.self_exe.display()
-    )))?;
+    let standin_exe = spec
+        .standin_exe
+        .canonicalize()
+        .map_err(LabError::io(format!(
+            "resolving {}",
+            spec.standin_exe.display()
+        )))?;
     if let Some(old) = state::load(&dir)? {
         if lab_is_up(&old) {
             return Err(LabError::AlreadyUp(dir));
@@ -318,8 +321,8 @@ pub fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     {
         ensure_mountpoint(d)?;
     }
-    let mut binds = systemctl_binds(&dir, &self_exe)?;
-    binds.extend(component_binds(&self_exe)?);
+    let mut binds = systemctl_binds(&dir, &standin_exe)?;
+    binds.extend(component_binds(&standin_exe)?);
 
     // Keys: reused when present, so a restarted lab keeps its known_hosts.
     let client_key = dir.join("id_ed25519");

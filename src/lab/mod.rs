@@ -100,7 +100,7 @@ pub struct LabSpec {
     pub control_planes: usize,
     /// The stand-in binary (see `standin_binary`), bind-mounted read-only over `systemctl`,
     /// `journalctl` and the kube-* binaries in every host.
-    pub self_exe: PathBuf,
+    pub standin_exe: PathBuf,
     /// Port every host's sshd listens on (on its own address). Usually 2222.
     pub port: u16,
     /// Second octet of the hosts' addresses (127.SUBNET.x.y), so several labs can run at once.

@@ -90,7 +90,7 @@ fn lab_hosts_are_real_isolated_ssh_hosts() {
         dir: dir.clone(),
         workers: 2,
         control_planes: 1,
-        self_exe: PathBuf::from("/bin/true"),
+        standin_exe: PathBuf::from("/bin/true"),
         port,
         subnet: 10,
     };

@@ -14,13 +14,13 @@ pub fn up(
 ) -> Result<i32, Error> {
     let self_exe =
         std::env::current_exe().map_err(|e| Error::Lab(format!("finding own binary: {e}")))?;
-    let self_exe = lab::standin_binary(&self_exe);
+    let standin_exe = lab::standin_binary(&self_exe);
     let started = std::time::Instant::now();
     let info = match lab::up(&LabSpec {
         dir: dir.to_path_buf(),
         workers,
         control_planes,
-        self_exe,
+        standin_exe,
         port,
         subnet,
     }) {
