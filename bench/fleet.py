@@ -26,7 +26,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKEN = "abcdef.0123456789abcdef"
+# The worker workload's variables, for every tool: the token, CA and API server given (no
+# cluster), and a kubelet binary the lab's systemctl only keeps state for, so no kubelet
+# stand-in process competes for the CPU.
+EXTRA = {"bootstrap_token": "abcdef.0123456789abcdef", "api_server": "https://127.0.0.1:6443",
+         "ca_data": "Y2EK", "kubelet_bin": "/usr/local/bin/kubelet-bench"}
 
 
 def run(cmd, check=True, quiet=True, env=None):
@@ -81,12 +85,9 @@ class Lab:
 
     def apply(self, *extra, report=None):
         cmd = [self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
-               "--forks", str(self.n),
-               "-e", f"bootstrap_token={TOKEN}", "-e", "api_server=https://127.0.0.1:6443",
-               "-e", "ca_data=Y2EK",
-               # The worker workload without a cluster: a kubelet binary the lab's systemctl
-               # only keeps state for, so no kubelet stand-in process competes for the CPU.
-               "-e", "kubelet_bin=/usr/local/bin/kubelet-bench", *extra]
+               "--forks", str(self.n), *extra]
+        for k, v in EXTRA.items():
+            cmd += ["-e", f"{k}={v}"]
         if report:
             cmd += ["--output", "json", report]
         return run(cmd)
@@ -137,8 +138,6 @@ def bench(binary, n, runs, subnet):
 
 VENV = os.path.join(ROOT, "bench", ".venv")
 COMPARE = os.path.join(ROOT, "bench", "compare")
-EXTRA = {"bootstrap_token": TOKEN, "api_server": "https://127.0.0.1:6443", "ca_data": "Y2EK",
-         "kubelet_bin": "/usr/local/bin/kubelet-bench"}
 
 
 def venv_tools():
