@@ -3,17 +3,10 @@
 //! wrote), since there is no journald in the lab.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use super::service;
 use super::units::{self, Root};
-
-pub fn invoked_as_journalctl(argv0: &str) -> bool {
-    Path::new(argv0)
-        .file_name()
-        .is_some_and(|n| n == "journalctl")
-}
 
 pub fn journalctl_main(args: &[String]) -> i32 {
     let root = match std::env::var("BOOTSTRAPCTL_LAB_ROOT") {
@@ -169,7 +162,13 @@ mod tests {
 
     #[test]
     fn argv0() {
-        assert!(invoked_as_journalctl("/usr/bin/journalctl"));
-        assert!(!invoked_as_journalctl("/usr/bin/systemctl"));
+        assert_eq!(
+            crate::lab::invoked_as("/usr/bin/journalctl"),
+            Some("journalctl")
+        );
+        assert_eq!(
+            crate::lab::invoked_as("/usr/bin/systemctl"),
+            Some("systemctl")
+        );
     }
 }

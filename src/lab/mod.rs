@@ -31,13 +31,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use systemctl::{invoked_as_systemctl, systemctl_main};
+pub use systemctl::systemctl_main;
 
-/// The stand-in an argv[0] names (`journalctl`, `kube-apiserver`, `kube-controller-manager`,
-/// `kubelet`), by basename; None for anything else (bootstrapctl itself).
+/// The stand-in an argv[0] names (`systemctl`, `journalctl`, `kube-apiserver`,
+/// `kube-controller-manager`, `kubelet`), by basename; None for anything else (bootstrapctl).
 pub fn invoked_as(argv0: &str) -> Option<&'static str> {
     let base = Path::new(argv0).file_name()?.to_str()?;
     [
+        "systemctl",
         "journalctl",
         "kube-apiserver",
         "kube-controller-manager",
@@ -54,18 +55,16 @@ pub fn standin_main(args: &[String]) -> Option<i32> {
     let rest = &args[1..];
     // systemctl and journalctl are commands (`journalctl -u x | head`); the kube-* stand-ins
     // are servers and clients of long-lived connections, which keep SIGPIPE ignored.
-    if invoked_as_systemctl(argv0) {
-        crate::die_quietly_on_closed_pipe();
-        return Some(systemctl_main(rest));
-    }
-    if apiserver::invoked_as_kube_apiserver(argv0) {
-        return Some(apiserver::main(rest));
-    }
     match invoked_as(argv0)? {
+        "systemctl" => {
+            crate::die_quietly_on_closed_pipe();
+            Some(systemctl_main(rest))
+        }
         "journalctl" => {
             crate::die_quietly_on_closed_pipe();
             Some(journalctl::journalctl_main(rest))
         }
+        "kube-apiserver" => Some(apiserver::main(rest)),
         "kube-controller-manager" => Some(kcm::kcm_main(rest)),
         "kubelet" => Some(kubelet::kubelet_main(rest)),
         _ => None,

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::service;
@@ -21,13 +21,6 @@ enum Run {
     Running,
     Failed,
     Inactive,
-}
-
-/// True when a binary was started under the name `systemctl` (argv[0]'s basename).
-pub fn invoked_as_systemctl(argv0: &str) -> bool {
-    Path::new(argv0)
-        .file_name()
-        .is_some_and(|n| n == "systemctl")
 }
 
 /// Entry point when the binary runs as `systemctl`; `args` are the arguments after argv[0].

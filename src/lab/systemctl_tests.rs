@@ -294,9 +294,12 @@ fn list_units_shows_active_ones() {
 
 #[test]
 fn argv0_decides_the_stand_in() {
-    assert!(super::invoked_as_systemctl("/usr/bin/systemctl"));
-    assert!(super::invoked_as_systemctl("systemctl"));
-    assert!(!super::invoked_as_systemctl("/usr/bin/bootstrapctl"));
+    assert_eq!(
+        crate::lab::invoked_as("/usr/bin/systemctl"),
+        Some("systemctl")
+    );
+    assert_eq!(crate::lab::invoked_as("systemctl"), Some("systemctl"));
+    assert_eq!(crate::lab::invoked_as("/usr/bin/bootstrapctl"), None);
 }
 
 #[test]

@@ -36,13 +36,6 @@ use api::{Mode, Server};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/bootstrapctl-lab/apiserver";
 pub const STATE_ENV: &str = "BOOTSTRAPCTL_LAB_APISERVER_STATE";
 
-/// Whether argv[0] names this stand-in.
-pub fn invoked_as_kube_apiserver(argv0: &str) -> bool {
-    std::path::Path::new(argv0)
-        .file_name()
-        .is_some_and(|n| n == "kube-apiserver")
-}
-
 /// Entry point (`args` without argv[0]); returns the exit code. Serves until killed.
 pub fn main(args: &[String]) -> i32 {
     let dir = std::env::var_os(STATE_ENV)
