@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, run, tempdir};
+use crate::support::{bin, next_subnet, run, tempdir};
 
 /// Whether this bootstrapctl binary has the kube-apiserver stand-in (argv0 dispatch).
 fn has_apiserver_stand_in() -> bool {
@@ -91,7 +91,7 @@ fn worker_joins_only_with_the_auto_approve_binding() {
         return;
     }
     let dir = tempdir("bootstrap-flow").join("lab");
-    let (subnet, port) = (93u8, 2222u16);
+    let (subnet, port) = (next_subnet(), 2222u16);
     let r = run([
         "lab",
         "up",

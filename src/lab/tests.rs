@@ -92,7 +92,11 @@ fn lab_hosts_are_real_isolated_ssh_hosts() {
         control_planes: 1,
         standin_exe: PathBuf::from("/bin/true"),
         port,
-        subnet: 10,
+        // Beside the integration tests' labs (BSCTL_TEST_SUBNET_BASE and up), never on them.
+        subnet: std::env::var("BSCTL_TEST_SUBNET_BASE")
+            .ok()
+            .and_then(|v| v.parse::<u8>().ok())
+            .map_or(10, |b| b.saturating_sub(1)),
     };
     let info = up(&spec).expect("lab up");
     let _guard = LabGuard(&dir);
@@ -103,7 +107,7 @@ fn lab_hosts_are_real_isolated_ssh_hosts() {
         serde_yaml::from_str(&std::fs::read_to_string(&info.inventory).unwrap()).unwrap();
     assert_eq!(
         inv["all"]["children"]["workers"]["hosts"]["worker-02"]["ansible_host"],
-        serde_yaml::Value::from("127.10.0.3")
+        serde_yaml::Value::from(format!("127.{}.0.3", spec.subnet))
     );
     assert!(matches!(up(&spec), Err(LabError::AlreadyUp(_))));
 

@@ -57,7 +57,21 @@ pub fn tempdir(tag: &str) -> PathBuf {
 }
 
 /// Each lab of a test run gets its own 127.N.x.y subnet so tests can run in parallel.
-static NEXT_SUBNET: AtomicU8 = AtomicU8::new(40);
+static NEXT_SUBNET: AtomicU8 = AtomicU8::new(0);
+
+/// First subnet of this test run's labs: `BSCTL_TEST_SUBNET_BASE` (default 40), so that two
+/// checkouts can run their lab tests on one machine at once without sharing addresses.
+pub fn subnet_base() -> u8 {
+    std::env::var("BSCTL_TEST_SUBNET_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+/// A subnet for one lab of this run, never handed out twice in the run.
+pub fn next_subnet() -> u8 {
+    subnet_base() + NEXT_SUBNET.fetch_add(1, Ordering::SeqCst)
+}
 
 pub struct Lab {
     pub dir: PathBuf,
@@ -86,7 +100,7 @@ impl Lab {
             return None;
         }
         let dir = tempdir(tag).join("lab");
-        let subnet = NEXT_SUBNET.fetch_add(1, Ordering::SeqCst);
+        let subnet = next_subnet();
         let port = 2222;
         let r = run([
             "lab".as_ref(),
