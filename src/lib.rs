@@ -22,6 +22,7 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod secret;
+pub mod shell;
 pub mod template;
 pub mod transport;
 pub mod vars;

@@ -75,7 +75,7 @@ impl Templates {
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             },
         );
-        env.add_filter("quote", |s: String| crate::transport::sh_quote(&s));
+        env.add_filter("quote", |s: String| crate::shell::quote(&s));
         env.add_filter("to_yaml", |v: Value| -> Result<String, minijinja::Error> {
             serde_yaml::to_string(&v)
                 .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))

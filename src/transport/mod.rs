@@ -8,6 +8,8 @@ pub mod ssh_config;
 
 use std::time::Duration;
 
+use crate::shell::quote as sh_quote;
+
 /// What a remote command returned. `stdout`/`stderr` are raw bytes: parsers decide the encoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -130,17 +132,6 @@ pub trait Transport: Send {
 
     /// Number of round trips (exec calls) made so far on this connection.
     fn round_trips(&self) -> u64;
-}
-
-/// Quote a string for POSIX sh.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Wrap a command for `become`: `sudo -n` never prompts, so a missing NOPASSWD rule fails fast.
