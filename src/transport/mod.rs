@@ -1,10 +1,20 @@
 //! The only code that touches a host: the `Transport` trait and its SSH and local implementations.
+//!
+//! SSH by job: `target` (where and how to reach a host) → `connect` (TCP, handshake, host
+//! key; uses `auth` to log in) → `ssh` (the session as a `Transport`; each exec through
+//! `channel`). `jump` bridges sessions through jump hosts using `connect`; `ssh` uses `jump`,
+//! never the reverse. `known_hosts` and `ssh_config` read OpenSSH's files.
 
+mod auth;
+mod channel;
+mod connect;
 pub mod jump;
 pub mod known_hosts;
+mod libssh2_util;
 pub mod local;
 pub mod ssh;
 pub mod ssh_config;
+pub mod target;
 
 use std::time::Duration;
 
