@@ -22,6 +22,7 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod secret;
+pub mod shell;
 pub mod template;
 pub mod transport;
 pub mod vars;
@@ -125,7 +126,9 @@ pub fn run(args: Vec<String>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The one place an error is printed: its whole cause chain, through the redactor
+            // that holds every secret the run has registered so far.
+            eprint!("{}", e.render(&secret::process_redactor()));
             e.code()
         }
     }

@@ -71,18 +71,21 @@ impl Templates {
                     .decode(s.trim())
                     .map_err(|e| {
                         minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                            .with_source(e)
                     })?;
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             },
         );
-        env.add_filter("quote", |s: String| crate::transport::sh_quote(&s));
+        env.add_filter("quote", |s: String| crate::shell::quote(&s));
         env.add_filter("to_yaml", |v: Value| -> Result<String, minijinja::Error> {
-            serde_yaml::to_string(&v)
-                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            serde_yaml::to_string(&v).map_err(|e| {
+                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
+            })
         });
         env.add_filter("to_json", |v: Value| -> Result<String, minijinja::Error> {
-            serde_json::to_string(&v)
-                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            serde_json::to_string(&v).map_err(|e| {
+                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
+            })
         });
         env.add_filter("bool", |v: Value| -> bool {
             match v.as_str() {
@@ -109,6 +112,7 @@ impl Templates {
                             ErrorKind::InvalidOperation,
                             format!("reading {}: {e}", path.display()),
                         )
+                        .with_source(e)
                     });
                 }
             }

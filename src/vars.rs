@@ -2,10 +2,12 @@
 //! < child group < host) < play vars < task vars < facts and registered results < extra vars.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use minijinja::Value;
 
 use crate::hoststate::Facts;
+use crate::secret::mask_assignments;
 use crate::template::{render_yaml, TemplateError, Templates};
 
 /// Values shared by every host of a run: built once, cloned cheaply (minijinja values are Arc).
@@ -93,35 +95,85 @@ pub fn context(t: &Templates, shared: &Shared, s: &Scope<'_>) -> Result<Value, T
     Ok(Value::from(ctx))
 }
 
+/// Why an `-e` argument could not be read. An argument is shown with the values of
+/// secret-named variables masked (`bootstrap_token=<redacted>`): it failed to parse, so the
+/// run's redactor cannot know its values yet.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtraVarsError {
+    #[error("-e @{}: cannot read the file", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `FILE:LINE:COLUMN` of a vars file that is not a YAML mapping.
+    #[error("-e @{}{}: cannot read variables", .path.display(), position(.source))]
+    File {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("-e {}: not a YAML mapping", mask_assignments(.arg))]
+    Inline {
+        arg: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("-e {}: cannot split into words", mask_assignments(.arg))]
+    Words {
+        arg: String,
+        #[source]
+        source: shell_words::ParseError,
+    },
+    #[error("-e {:?}: expected key=value or @file.yaml", mask_assignments(.0))]
+    NotKeyValue(String),
+    #[error("-e {:?}: empty variable name", mask_assignments(.0))]
+    EmptyName(String),
+}
+
+fn position(e: &serde_yaml::Error) -> String {
+    e.location()
+        .map(|l| format!(":{}:{}", l.line(), l.column()))
+        .unwrap_or_default()
+}
+
 /// `-e key=value` and `-e @file.yaml` (later ones win), parsed into extra vars.
-pub fn parse_extra_vars(args: &[String]) -> Result<BTreeMap<String, Value>, String> {
+pub fn parse_extra_vars(args: &[String]) -> Result<BTreeMap<String, Value>, ExtraVarsError> {
     let mut out = BTreeMap::new();
     for arg in args {
         if let Some(path) = arg.strip_prefix('@') {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("-e @{path}: {e}"))?;
-            let map: serde_yaml::Mapping = serde_yaml::from_str(&text).map_err(|e| {
-                let loc = e
-                    .location()
-                    .map(|l| format!(":{}:{}", l.line(), l.column()))
-                    .unwrap_or_default();
-                format!("{path}{loc}: {e}")
+            let text = std::fs::read_to_string(path).map_err(|source| ExtraVarsError::Read {
+                path: path.into(),
+                source,
             })?;
+            let map: serde_yaml::Mapping =
+                serde_yaml::from_str(&text).map_err(|source| ExtraVarsError::File {
+                    path: path.into(),
+                    source,
+                })?;
             for (k, v) in map {
                 out.insert(key_string(&k), Value::from_serialize(&v));
             }
         } else if arg.trim_start().starts_with('{') {
             let map: serde_yaml::Mapping =
-                serde_yaml::from_str(arg).map_err(|e| format!("-e {arg}: {e}"))?;
+                serde_yaml::from_str(arg).map_err(|source| ExtraVarsError::Inline {
+                    arg: arg.clone(),
+                    source,
+                })?;
             for (k, v) in map {
                 out.insert(key_string(&k), Value::from_serialize(&v));
             }
         } else {
-            for pair in shell_words::split(arg).map_err(|e| format!("-e {arg}: {e}"))? {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| format!("-e {pair:?}: expected key=value or @file.yaml"))?;
+            let words = shell_words::split(arg).map_err(|source| ExtraVarsError::Words {
+                arg: arg.clone(),
+                source,
+            })?;
+            for pair in words {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(ExtraVarsError::NotKeyValue(pair));
+                };
                 if k.is_empty() {
-                    return Err(format!("-e {pair:?}: empty variable name"));
+                    return Err(ExtraVarsError::EmptyName(pair));
                 }
                 // key=value gives strings, as in Ansible.
                 out.insert(k.to_string(), Value::from(v));
@@ -211,6 +263,7 @@ mod tests {
         assert_eq!(v["c"].len(), Some(1));
         assert!(parse_extra_vars(&["nokey".into()])
             .unwrap_err()
+            .to_string()
             .contains("expected key=value"));
     }
 }

@@ -122,7 +122,7 @@ fn bad_host_patterns_and_inventory_cycles() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(
         r.stderr,
-        "error: bad host pattern \"workers,,worker-01\": term 2 is empty\n"
+        "error: selecting hosts with --limit\n  caused by: bad host pattern \"workers,,worker-01\": term 2 is empty\n"
     );
     let pb = write(
         &d,
@@ -133,7 +133,7 @@ fn bad_host_patterns_and_inventory_cycles() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(
         r.stderr,
-        format!("error: --limit: pattern \"nosuchhost\" matches no hosts in {inv}\n")
+        format!("error: selecting hosts with --limit\n  caused by: pattern \"nosuchhost\" matches no hosts in {inv}\n")
     );
     let cyc = write(
         &d,
@@ -202,4 +202,70 @@ fn missing_template_file_and_newline_in_a_flag_value() {
         "{}",
         r.stdout
     );
+}
+
+#[test]
+fn errors_print_their_cause_chain_once_with_file_line_and_column() {
+    let d = tempdir("chain");
+    let inv = local_inventory(&d);
+    let pb = write(&d, "pb.yaml", "- hosts: all\n  tasks: []\n");
+    let vars = write(&d, "vars.yaml", "a: 1\nb: [\n");
+    let r = run(["apply", "-i", &inv, &pb, "-e", &format!("@{vars}")]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        format!(
+            "error: reading extra variables\n  caused by: -e @{vars}:3:1: cannot read variables\n  caused by: did not find expected node content at line 3 column 1, while parsing a flow node\n"
+        )
+    );
+    assert!(r.stdout.is_empty(), "nothing ran: {}", r.stdout);
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "--ssh-config",
+        "/nonexistent/ssh_config",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        "error: cannot read ssh config /nonexistent/ssh_config\n  caused by: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn secrets_in_a_failing_argument_print_redacted() {
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+    let d = tempdir("secret-error");
+    let inv = local_inventory(&d);
+    let pb = write(&d, "pb.yaml", "- hosts: all\n  tasks: []\n");
+    // key=value words that cannot be split (an unclosed quote), a YAML mapping that does not
+    // parse, and a password that is no token: none of them may show the value.
+    let cases = [
+        (
+            format!("bootstrap_token={TOKEN} note='unclosed"),
+            "  caused by: -e bootstrap_token=<redacted> note='unclosed: cannot split into words\n",
+        ),
+        (
+            format!("{{\"join_token\": \"{TOKEN}\", \"x\": [}}"),
+            "  caused by: -e {\"join_token\": \"<redacted>\", \"x\": [}: not a YAML mapping\n",
+        ),
+        (
+            "db_password=hunter2-not-a-token 'unclosed".to_string(),
+            "  caused by: -e db_password=<redacted> 'unclosed: cannot split into words\n",
+        ),
+    ];
+    for (arg, want) in cases {
+        let r = run(["apply", "-i", &inv, &pb, "-e", &arg]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr.starts_with("error: reading extra variables\n"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(want), "{}", r.stderr);
+        assert!(!r.stderr.contains("0123456789abcdef"), "{}", r.stderr);
+        assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    }
 }

@@ -13,3 +13,6 @@ mod host_keys;
 mod secrets;
 mod ssh_laptop;
 mod token_cli;
+mod transport_auth;
+mod transport_jump;
+mod transport_ssh;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::args::RunArgs;
 use crate::engine::conn::ConnectSpec;
 use crate::engine::RunOptions;
-use crate::error::Error;
+use crate::error::SettingsError;
 use crate::inventory::{Host, Inventory};
 use crate::transport::ssh::{HostKeyPolicy, SshTarget};
 use crate::transport::ssh_config::{self, expand_tokens, HostConfig, SshConfig, Tokens};
@@ -52,32 +52,24 @@ impl RunSettings {
         a: RunArgs,
         playbook: Option<PathBuf>,
         force_preview: bool,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, SettingsError> {
         let json_report = match a.output.as_slice() {
             [] => None,
             [fmt, file] if fmt == "json" => Some(PathBuf::from(file)),
-            [fmt, _] => {
-                return Err(Error::Usage(format!(
-                    "--output: unknown format {fmt:?} (supported: json)"
-                )))
-            }
-            _ => return Err(Error::Usage("--output takes FORMAT FILE".into())),
+            [fmt, _] => return Err(SettingsError::OutputFormat(fmt.clone())),
+            _ => return Err(SettingsError::OutputArgs),
         };
         if a.forks == 0 {
-            return Err(Error::Usage("--forks must be at least 1".into()));
+            return Err(SettingsError::Forks);
         }
         let ssh_config = match &a.ssh_config {
             Some(p) if p.as_os_str() == "none" => SshConfig::empty(),
-            Some(p) => SshConfig::load(p, &home(), true).map_err(Error::Config)?,
-            None => SshConfig::load(&home().join(".ssh").join("config"), &home(), false)
-                .map_err(Error::Config)?,
+            Some(p) => SshConfig::load(p, &home(), true)?,
+            None => SshConfig::load(&home().join(".ssh").join("config"), &home(), false)?,
         };
         let become_password = if a.ask_become_pass {
-            let pw = rpassword::prompt_password("BECOME password: ").map_err(|e| {
-                Error::Usage(format!(
-                    "--ask-become-pass: cannot read the password from the terminal: {e}"
-                ))
-            })?;
+            let pw = rpassword::prompt_password("BECOME password: ")
+                .map_err(SettingsError::BecomePrompt)?;
             Some(BecomePassword::new(pw))
         } else {
             std::env::var(BECOME_PASSWORD_ENV)
@@ -125,10 +117,13 @@ impl RunSettings {
     /// `ansible_ssh_common_args`) > ssh_config > command line > built-in defaults. The name
     /// looked up in ssh_config is `ansible_host` when set, else the inventory name (what
     /// Ansible passes to `ssh`).
-    pub fn connect_spec(&self, inventory: &Inventory, host: &Host) -> Result<ConnectSpec, Error> {
-        let cfg = |e: crate::inventory::InventoryError| Error::Config(e.to_string());
+    pub fn connect_spec(
+        &self,
+        inventory: &Inventory,
+        host: &Host,
+    ) -> Result<ConnectSpec, SettingsError> {
         let become_password = self.become_password_for(host)?;
-        if host.connection().map_err(cfg)? == "local" {
+        if host.connection()? == "local" {
             return Ok(ConnectSpec::Local { become_password });
         }
         let mut target = self.host_target(host)?;
@@ -138,19 +133,21 @@ impl RunSettings {
     }
 
     /// The inventory's `ansible_become_password` (plain text only), else the run's.
-    fn become_password_for(&self, host: &Host) -> Result<Option<BecomePassword>, Error> {
+    fn become_password_for(&self, host: &Host) -> Result<Option<BecomePassword>, SettingsError> {
         for name in ["ansible_become_password", "ansible_become_pass"] {
             if let Some(v) = host.vars.get(name) {
                 return match v.as_str() {
-                    Some(t) if crate::template::is_template(t) => Err(Error::Config(format!(
-                        "host {}: {name} must be plain text here (templates are not rendered for connection settings); use --ask-become-pass or $BOOTSTRAPCTL_BECOME_PASSWORD",
-                        host.name
-                    ))),
+                    Some(t) if crate::template::is_template(t) => {
+                        Err(SettingsError::TemplatedBecomePassword {
+                            host: host.name.clone(),
+                            var: name.into(),
+                        })
+                    }
                     Some(t) => Ok(Some(BecomePassword::new(t))),
-                    None => Err(Error::Config(format!(
-                        "host {}: {name} must be a string",
-                        host.name
-                    ))),
+                    None => Err(SettingsError::BecomePasswordType {
+                        host: host.name.clone(),
+                        var: name.into(),
+                    }),
                 };
             }
         }
@@ -158,12 +155,11 @@ impl RunSettings {
     }
 
     /// Everything but the jump chain and the become password, for an inventory host.
-    fn host_target(&self, host: &Host) -> Result<SshTarget, Error> {
-        let cfg = |e: crate::inventory::InventoryError| Error::Config(e.to_string());
+    fn host_target(&self, host: &Host) -> Result<SshTarget, SettingsError> {
         let explicit_address = ["ansible_ssh_host", "ansible_host"]
             .iter()
             .any(|k| host.vars.get(*k).is_some_and(|v| !v.is_null()));
-        let alias = host.address().map_err(cfg)?;
+        let alias = host.address()?;
         let common = host
             .vars
             .get("ansible_ssh_common_args")
@@ -183,9 +179,9 @@ impl RunSettings {
             host.name.clone(),
             &alias,
             address,
-            host.port().map_err(cfg)?,
-            host.user().map_err(cfg)?,
-            host.private_key_file().map_err(cfg)?,
+            host.port()?,
+            host.user()?,
+            host.private_key_file()?,
             &c,
             &common,
         )?;
@@ -206,7 +202,7 @@ impl RunSettings {
         inv_key: Option<PathBuf>,
         c: &HostConfig,
         common: &str,
-    ) -> Result<SshTarget, Error> {
+    ) -> Result<SshTarget, SettingsError> {
         let port = inv_port.or(c.port).unwrap_or(22);
         let user = inv_user
             .or_else(|| c.user.clone())
@@ -248,16 +244,21 @@ impl RunSettings {
             Some("accept-new") => HostKeyPolicy::AcceptNew,
             Some("no" | "off" | "false") => HostKeyPolicy::No,
             Some(other) => {
-                return Err(Error::Config(format!(
-                    "host {name}: StrictHostKeyChecking {other:?} is not one of yes, ask, accept-new, no, off"
-                )))
+                return Err(SettingsError::StrictHostKeyChecking {
+                    host: name,
+                    value: other.into(),
+                })
             }
             None if self.accept_new_host_keys => HostKeyPolicy::AcceptNew,
             None => HostKeyPolicy::Strict,
         };
         let connect_timeout = match ssh_option(common, "ConnectTimeout") {
-            Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|_| {
-                Error::Config(format!("host {name}: ConnectTimeout {v:?} is not a number"))
+            Some(v) => Duration::from_secs(v.parse::<u64>().map_err(|source| {
+                SettingsError::ConnectTimeout {
+                    host: name.clone(),
+                    value: v.clone(),
+                    source,
+                }
             })?),
             None => c.connect_timeout.unwrap_or(self.connect_timeout),
         };
@@ -293,12 +294,9 @@ impl RunSettings {
         host: &Host,
         target: &SshTarget,
         depth: usize,
-    ) -> Result<Vec<SshTarget>, Error> {
+    ) -> Result<Vec<SshTarget>, SettingsError> {
         if depth > 8 {
-            return Err(Error::Config(format!(
-                "host {}: jump hosts nest more than 8 deep (a loop?)",
-                host.name
-            )));
+            return Err(SettingsError::JumpTooDeep(host.name.clone()));
         }
         let common = host
             .vars
@@ -306,14 +304,14 @@ impl RunSettings {
             .and_then(|v| v.as_str())
             .unwrap_or_default();
         let hops: Vec<String> = if let Some(b) = host.vars.get("bastion").filter(|v| !v.is_null()) {
-            let b = b.as_str().ok_or_else(|| {
-                Error::Config(format!("host {}: bastion must be a string", host.name))
-            })?;
+            let b = b
+                .as_str()
+                .ok_or_else(|| SettingsError::BastionType(host.name.clone()))?;
             split_hops(b)
         } else if let Some(j) = jump_arg(common) {
             split_hops(&j)
         } else {
-            let alias = host.address().map_err(|e| Error::Config(e.to_string()))?;
+            let alias = host.address()?;
             self.ssh_config
                 .lookup(&alias)
                 .proxy_jump
@@ -333,8 +331,12 @@ impl RunSettings {
                 chain.push(t);
                 continue;
             }
-            let spec = ssh_config::parse_jump_spec(&hop)
-                .map_err(|e| Error::Config(format!("host {}: {e}", host.name)))?;
+            let spec =
+                ssh_config::parse_jump_spec(&hop).map_err(|source| SettingsError::JumpHost {
+                    host: host.name.clone(),
+                    hop: hop.clone(),
+                    source,
+                })?;
             let c = self.ssh_config.lookup(&spec.host);
             let address = c
                 .host_name
@@ -368,8 +370,8 @@ impl RunSettings {
             .collect()
     }
 
-    pub fn load_inventory(&self) -> Result<Inventory, Error> {
-        Inventory::load(&self.inventory_path).map_err(|e| Error::Config(e.to_string()))
+    pub fn load_inventory(&self) -> Result<Inventory, crate::inventory::InventoryError> {
+        Inventory::load(&self.inventory_path)
     }
 }
 

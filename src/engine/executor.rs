@@ -6,7 +6,8 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::plan::Op;
-use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
+use crate::shell::{quote as sh_quote, quote_always as sh_quote_always};
+use crate::transport::{Become, ExecOutput, Transport, TransportError};
 
 /// The script for every op except `Exec` (commands run on their own so their output is theirs).
 ///
@@ -279,11 +280,6 @@ fn parent(path: &str) -> String {
         Some((dir, _)) => dir.to_string(),
         None => ".".to_string(),
     }
-}
-
-/// Single-quoted for sh whatever the text (empty included).
-fn sh_quote_always(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Unpredictable enough that two runs never pick the same temp name; `set -C` refuses a

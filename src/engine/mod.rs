@@ -5,6 +5,7 @@ pub mod conn;
 pub mod executor;
 pub mod host;
 pub mod lock;
+pub mod reporter;
 pub mod result;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,11 +18,11 @@ use minijinja::Value;
 
 use crate::inventory::Inventory;
 use crate::playbook::Playbook;
-use crate::report::Reporter;
 use crate::secret::Redactor;
 use crate::template::Templates;
 use crate::vars::Shared;
 use conn::Pool;
+use reporter::Reporter;
 use result::{RunOutcome, TaskResult, TaskStatus};
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 
 use super::{CommandOutput, Facts, FileKind, FileState, HostView, UnitState};
-use crate::transport::sh_quote;
+use crate::shell::quote as sh_quote;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Read {

@@ -9,8 +9,8 @@ use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
 use crate::hoststate::{HostView, Read};
 use crate::plan::{DiffItem, Op, Planned};
+use crate::shell::quote as sh_quote;
 use crate::template::Tpl;
-use crate::transport::sh_quote;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

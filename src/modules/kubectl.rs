@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use super::template::opt;
 use super::{ModuleError, ResolveCx};
+use crate::shell::quote as sh_quote;
 use crate::template::Tpl;
-use crate::transport::sh_quote;
 
 pub const DEFAULT_KUBECONFIG: &str = "/etc/kubernetes/admin.kubeconfig";
 

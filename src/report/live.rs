@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::Reporter;
+use crate::engine::reporter::Reporter;
 use crate::engine::result::{TaskResult, TaskStatus};
 use crate::secret::Redactor;
 

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel, Session};
 
-use super::ssh::{
-    code_of, establish, is_eagain, set_quickack, tcp_connect, with_retries, SshTarget,
-};
+use super::connect::{establish, tcp_connect, with_retries};
+use super::libssh2_util::{code_of, is_eagain, set_quickack};
+use super::target::SshTarget;
 use super::TransportError;
 
 const CHUNK: usize = 32 * 1024;

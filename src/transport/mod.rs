@@ -1,12 +1,24 @@
 //! The only code that touches a host: the `Transport` trait and its SSH and local implementations.
+//!
+//! SSH by job: `target` (where and how to reach a host) → `connect` (TCP, handshake, host
+//! key; uses `auth` to log in) → `ssh` (the session as a `Transport`; each exec through
+//! `channel`). `jump` bridges sessions through jump hosts using `connect`; `ssh` uses `jump`,
+//! never the reverse. `known_hosts` and `ssh_config` read OpenSSH's files.
 
+mod auth;
+mod channel;
+mod connect;
 pub mod jump;
 pub mod known_hosts;
+mod libssh2_util;
 pub mod local;
 pub mod ssh;
 pub mod ssh_config;
+pub mod target;
 
 use std::time::Duration;
+
+use crate::shell::quote as sh_quote;
 
 /// What a remote command returned. `stdout`/`stderr` are raw bytes: parsers decide the encoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,17 +142,6 @@ pub trait Transport: Send {
 
     /// Number of round trips (exec calls) made so far on this connection.
     fn round_trips(&self) -> u64;
-}
-
-/// Quote a string for POSIX sh.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Wrap a command for `become`: `sudo -n` never prompts, so a missing NOPASSWD rule fails fast.

@@ -15,6 +15,31 @@ use std::time::Duration;
 
 use ssh2_config::{ParseRule, SshConfig as Parsed};
 
+/// Why an ssh_config file or a jump host spec could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SshConfigError {
+    #[error("cannot read ssh config {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ssh config {}", .path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<ssh2_config::SshParserError>,
+    },
+    #[error("bad jump host {0:?}")]
+    JumpSpec(String),
+    #[error("bad port in jump host {spec:?}")]
+    JumpPort {
+        spec: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+}
+
 /// What ssh_config says about one host (the name as given to `ssh`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostConfig {
@@ -48,29 +73,33 @@ impl SshConfig {
 
     /// Read `path`. A missing file is an empty config unless `required` (an explicit
     /// `--ssh-config`). `home` resolves `~` and relative `Include` paths (`home/.ssh/…`).
-    pub fn load(path: &Path, home: &Path, required: bool) -> Result<Self, String> {
+    pub fn load(path: &Path, home: &Path, required: bool) -> Result<Self, SshConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 return Ok(Self::empty())
             }
-            Err(e) => return Err(format!("cannot read ssh config {}: {e}", path.display())),
+            Err(source) => {
+                return Err(SshConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
-        let mut cfg = Self::parse_str(&text, home)
-            .map_err(|e| format!("ssh config {}: {e}", path.display()))?;
+        let mut cfg = Self::parse_str(&text, home).map_err(|source| SshConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
-    pub fn parse_str(text: &str, home: &Path) -> Result<Self, String> {
+    pub fn parse_str(text: &str, home: &Path) -> Result<Self, ssh2_config::SshParserError> {
         let text = neutralise_match_blocks(text);
-        let parsed = Parsed::default()
-            .home_dir(home)
-            .parse(
-                &mut text.as_bytes(),
-                ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-            )
-            .map_err(|e| e.to_string())?;
+        let parsed = Parsed::default().home_dir(home).parse(
+            &mut text.as_bytes(),
+            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+        )?;
         Ok(SshConfig {
             parsed: Some(parsed),
             source: None,
@@ -199,7 +228,7 @@ pub struct JumpSpec {
     pub port: Option<u16>,
 }
 
-pub fn parse_jump_spec(spec: &str) -> Result<JumpSpec, String> {
+pub fn parse_jump_spec(spec: &str) -> Result<JumpSpec, SshConfigError> {
     let s = spec.trim();
     let s = s.strip_prefix("ssh://").unwrap_or(s);
     let (user, rest) = match s.rsplit_once('@') {
@@ -209,12 +238,12 @@ pub fn parse_jump_spec(spec: &str) -> Result<JumpSpec, String> {
     let (host, port) = if let Some(r) = rest.strip_prefix('[') {
         let (h, after) = r
             .split_once(']')
-            .ok_or_else(|| format!("bad jump host {spec:?}"))?;
+            .ok_or_else(|| SshConfigError::JumpSpec(spec.to_string()))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|_| format!("bad port in jump host {spec:?}"))?,
-            ),
+            Some(p) => Some(p.parse().map_err(|source| SshConfigError::JumpPort {
+                spec: spec.to_string(),
+                source,
+            })?),
             None => None,
         };
         (h.to_string(), port)
@@ -222,16 +251,16 @@ pub fn parse_jump_spec(spec: &str) -> Result<JumpSpec, String> {
         match rest.rsplit_once(':') {
             Some((h, p)) => (
                 h.to_string(),
-                Some(
-                    p.parse()
-                        .map_err(|_| format!("bad port in jump host {spec:?}"))?,
-                ),
+                Some(p.parse().map_err(|source| SshConfigError::JumpPort {
+                    spec: spec.to_string(),
+                    source,
+                })?),
             ),
             None => (rest.to_string(), None),
         }
     };
     if host.is_empty() || user.as_deref() == Some("") {
-        return Err(format!("bad jump host {spec:?}"));
+        return Err(SshConfigError::JumpSpec(spec.to_string()));
     }
     Ok(JumpSpec { user, host, port })
 }
@@ -358,6 +387,7 @@ mod tests {
             .is_none());
         assert!(SshConfig::load(p, &home(), true)
             .unwrap_err()
+            .to_string()
             .contains("/nonexistent/bsctl/config"));
     }
 

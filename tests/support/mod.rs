@@ -339,3 +339,5 @@ pub fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+pub mod sshd;

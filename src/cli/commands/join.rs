@@ -5,7 +5,7 @@
 use crate::cli::args::RunArgs;
 use crate::cli::commands::{runner, token::first_control_plane};
 use crate::cli::settings::RunSettings;
-use crate::error::Error;
+use crate::error::{CommandError, Error};
 use crate::k8s::token::BootstrapToken;
 
 pub fn run(run: RunArgs, ttl: &str) -> Result<i32, Error> {
@@ -17,7 +17,7 @@ pub fn run(run: RunArgs, ttl: &str) -> Result<i32, Error> {
     let s = RunSettings::from_args(run, None, false)?;
     let inventory = s.load_inventory()?;
     let cp = first_control_plane(&inventory)?;
-    let token = BootstrapToken::generate().map_err(|e| Error::Config(e.to_string()))?;
+    let token = BootstrapToken::generate().map_err(CommandError::Token)?;
     let kubectl = "kubectl: \"{{ kubectl | default('kubectl') }}\"\n        kubeconfig: \"{{ admin_kubeconfig | default('/etc/kubernetes/admin.kubeconfig') }}\"";
     let text = format!(
         "- name: a bootstrap token for this join only\n  hosts: {cp}\n  gather_facts: false\n  become: true\n  tasks:\n    - bootstrap_token:\n        token: \"{{{{ bootstrap_token }}}}\"\n        ttl: {}\n        groups: [system:bootstrappers:worker]\n        description: bootstrapctl join (deleted at the end of the run)\n        {kubectl}\n\

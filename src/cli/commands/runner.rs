@@ -9,25 +9,26 @@ use std::sync::Arc;
 use crate::cli::settings::{PlaybookSource, RunSettings};
 use crate::content;
 use crate::engine::conn::Pool;
+use crate::engine::reporter::Reporter;
 use crate::engine::result::RunOutcome;
 use crate::engine::{self, RunCx};
-use crate::error::{exit, Error};
+use crate::error::{exit, CommandError, Error};
 use crate::inventory::Inventory;
 use crate::playbook::{self, Playbook};
-use crate::report::{self, PlainReporter, ProgressReporter, QuietReporter, Reporter};
-use crate::secret::{is_secret_name, Redactor};
+use crate::report::{self, PlainReporter, ProgressReporter, QuietReporter};
+use crate::secret::{is_secret_name, process_redactor, Redactor};
 use crate::template::Templates;
 use crate::vars::parse_extra_vars;
 
 pub fn load_playbook(source: &PlaybookSource) -> Result<(Playbook, PathBuf), Error> {
     match source {
         PlaybookSource::File(p) => Ok((
-            playbook::load(p).map_err(|e| Error::Config(e.to_string()))?,
+            playbook::load(p)?,
             p.parent().map(PathBuf::from).unwrap_or_default(),
         )),
         PlaybookSource::Embedded(name) => {
             let text = content::playbook(name)
-                .ok_or_else(|| Error::Config(format!("no shipped playbook {name}")))?;
+                .ok_or_else(|| CommandError::NoShippedPlaybook(name.to_string()))?;
             Ok((
                 shipped(text, name)?,
                 std::env::current_dir().unwrap_or_default(),
@@ -51,7 +52,7 @@ pub fn shipped(text: &str, name: &str) -> Result<Playbook, Error> {
                 })
         },
     )
-    .map_err(|e| Error::Config(e.to_string()))
+    .map_err(Error::from)
 }
 
 /// The hosts of each play: its pattern, within `--limit` unless the play is in `unlimited`.
@@ -65,7 +66,7 @@ pub fn play_hosts(
         Some(l) => Some(
             inventory
                 .select(l)
-                .map_err(|e| Error::Config(format!("--limit: {e}")))?
+                .map_err(CommandError::Limit)?
                 .into_iter()
                 .map(|h| h.name.clone())
                 .collect(),
@@ -83,11 +84,12 @@ pub fn play_hosts(
                 );
                 Vec::new()
             }
-            Err(e) => {
-                return Err(Error::Config(format!(
-                    "play {:?}: hosts: {e}",
-                    play.display_name()
-                )))
+            Err(source) => {
+                return Err(CommandError::PlayHosts {
+                    play: play.display_name().to_string(),
+                    source,
+                }
+                .into())
             }
         };
         out.push(match &limited {
@@ -126,8 +128,9 @@ pub fn execute(
     extra_vars: &[String],
     quiet: bool,
 ) -> Result<Finished, Error> {
-    let extra = parse_extra_vars(extra_vars).map_err(Error::Config)?;
-    let redactor = Arc::new(Redactor::new());
+    let extra = parse_extra_vars(extra_vars).map_err(CommandError::ExtraVars)?;
+    // The process's redactor, so that an error printed at the top after this is redacted too.
+    let redactor = process_redactor();
     for h in inventory.hosts() {
         register_secrets(&h.vars, &redactor);
     }
@@ -196,8 +199,12 @@ pub fn execute(
     }
     print!("{}", redactor.redact(&out));
     if let Some(path) = &s.json_report {
-        report::json::write(&outcome, path, &redactor)
-            .map_err(|e| Error::Config(format!("writing JSON report {}: {e}", path.display())))?;
+        report::json::write(&outcome, path, &redactor).map_err(|source| {
+            CommandError::JsonReport {
+                path: path.clone(),
+                source,
+            }
+        })?;
     }
     let code = if outcome.interrupted {
         exit::INTERRUPTED

@@ -8,14 +8,14 @@ use base64::Engine as _;
 use crate::cli::args::RunArgs;
 use crate::cli::commands::runner;
 use crate::cli::settings::RunSettings;
-use crate::error::Error;
+use crate::error::{CommandError, Error};
 use crate::inventory::Inventory;
 use crate::k8s::token::{
     check_expiration, format_rfc3339, parse_expiration, validate_group, BootstrapToken,
 };
 
 pub fn generate() -> Result<i32, Error> {
-    let token = BootstrapToken::generate().map_err(|e| Error::Config(e.to_string()))?;
+    let token = BootstrapToken::generate().map_err(CommandError::Token)?;
     println!("{}", token.full());
     Ok(0)
 }
@@ -57,10 +57,10 @@ pub fn first_control_plane(inv: &Inventory) -> Result<String, Error> {
         .into_iter()
         .next()
         .ok_or_else(|| {
-            Error::Config(format!(
-                "{}: no host in group control_plane to reach the cluster through",
-                inv.source().display()
-            ))
+            CommandError::NoControlPlane {
+                inventory: inv.source().to_path_buf(),
+            }
+            .into()
         })
 }
 
@@ -105,7 +105,7 @@ pub fn create(
     description: &str,
     print_join: bool,
 ) -> Result<i32, Error> {
-    let token = BootstrapToken::generate().map_err(|e| Error::Config(e.to_string()))?;
+    let token = BootstrapToken::generate().map_err(CommandError::Token)?;
     let tasks = format!(
         "    - name: create a bootstrap token\n      bootstrap_token:\n        token: \"{{{{ new_token }}}}\"\n        ttl: {}\n        usages: {}\n        groups: {}\n        description: {}\n        {KUBECTL_VARS}\n      register: created\n{}",
         serde_json::to_string(ttl).unwrap_or_default(),
@@ -130,8 +130,10 @@ pub fn create(
             .and_then(|v| v.get_attr("stdout").ok())
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let pins = crate::pki::ca_hashes(&ca)
-            .map_err(|e| Error::Config(format!("cluster CA on {cp}: {e}")))?;
+        let pins = crate::pki::ca_hashes(&ca).map_err(|source| CommandError::ClusterCa {
+            host: cp.clone(),
+            source,
+        })?;
         println!(
             "kubeadm join {address}:6443 --token {} {}",
             token.full(),
@@ -154,8 +156,11 @@ pub fn list(run: RunArgs) -> Result<i32, Error> {
         .and_then(|v| v.get_attr("stdout").ok())
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let list: serde_json::Value = serde_json::from_str(&stdout)
-        .map_err(|e| Error::Config(format!("kubectl on {cp} printed no JSON list: {e}")))?;
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|source| CommandError::KubectlOutput {
+            host: cp.clone(),
+            source,
+        })?;
     print!("{}", token_table(&list, SystemTime::now()));
     Ok(0)
 }
@@ -239,9 +244,7 @@ pub fn delete(run: RunArgs, ids: &[String]) -> Result<i32, Error> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
-            return Err(Error::Usage(format!(
-                "{id:?} is not a token id ([a-z0-9]{{6}})"
-            )));
+            return Err(CommandError::TokenId(id.to_string()).into());
         }
         defs.push_str(&format!(
             "          - {{apiVersion: v1, kind: Secret, metadata: {{name: bootstrap-token-{id}, namespace: kube-system}}}}\n"

@@ -1,237 +1,16 @@
-//! Tests for the SSH transport against a real `/usr/sbin/sshd` started per test.
+//! The SSH transport against a real sshd per test: exec (stdin/stdout/stderr, exit status,
+//! timeouts), host keys against known_hosts, connect errors and retries, become wrapping.
 
-use super::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+use bootstrapctl::transport::ssh::{
+    fingerprint_sha256, wrap_for_user, HostKeyPolicy, SshTarget, SshTransport,
+};
+use bootstrapctl::transport::{Become, Transport, TransportError};
 
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A private sshd on 127.0.0.x:port with its own host key(s), client key and authorized_keys.
-struct Sshd {
-    dir: PathBuf,
-    child: Child,
-    addr: String,
-    port: u16,
-    user: String,
-    client_key: PathBuf,
-    argv: Vec<String>,
-}
-
-/// How to start a fixture sshd (defaults: root namespace, a fresh 127.0.0.x address and port).
-#[derive(Default)]
-struct SshdOpts {
-    rsa_host_key: bool,
-    /// Listen here instead of a fresh 127.0.0.x:port.
-    listen: Option<(String, u16)>,
-    /// Run inside this network namespace (`ip netns exec`).
-    netns: Option<String>,
-    /// Command prefix that ends by exec'ing its arguments (e.g. a mount-namespace wrapper).
-    wrapper: Vec<String>,
-    /// Extra sshd_config lines.
-    extra_cfg: String,
-    /// Login user the fixture's target uses (default: whoever runs the tests).
-    user: Option<String>,
-}
-
-impl Sshd {
-    fn start() -> Sshd {
-        Self::start_with(false)
-    }
-
-    fn start_with(rsa_host_key: bool) -> Sshd {
-        Self::start_opts(SshdOpts {
-            rsa_host_key,
-            ..Default::default()
-        })
-    }
-
-    fn start_opts(o: SshdOpts) -> Sshd {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("bootstrapctl-sshd-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let d = dir.display();
-        sh(&format!(
-            "ssh-keygen -q -t ed25519 -N '' -C host -f {d}/host_key && \
-             ssh-keygen -q -t ed25519 -N '' -C client -f {d}/client_key && \
-             cp {d}/client_key.pub {d}/authorized_keys"
-        ));
-        let mut host_keys = format!("HostKey {d}/host_key\n");
-        if o.rsa_host_key {
-            sh(&format!(
-                "ssh-keygen -q -t rsa -b 2048 -N '' -C host -f {d}/host_rsa"
-            ));
-            host_keys.push_str(&format!("HostKey {d}/host_rsa\n"));
-        }
-        let (addr, port) = match o.listen {
-            Some(l) => l,
-            None => {
-                // A distinct loopback address per fixture keeps parallel tests apart.
-                let addr = format!("127.0.0.{}", 2 + (std::process::id() + n * 7) % 250);
-                let port = std::net::TcpListener::bind((addr.as_str(), 0))
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
-                (addr, port)
-            }
-        };
-        let cfg = dir.join("sshd_config");
-        std::fs::write(
-            &cfg,
-            format!(
-                "ListenAddress {addr}:{port}\n{host_keys}AuthorizedKeysFile {d}/authorized_keys\n\
-                 PidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel INFO\n\
-                 MaxStartups 100\n{}",
-                o.extra_cfg
-            ),
-        )
-        .unwrap();
-        let mut argv: Vec<String> = Vec::new();
-        if let Some(ns) = &o.netns {
-            argv.extend(["ip", "netns", "exec", ns.as_str()].map(String::from));
-        }
-        argv.extend(o.wrapper.iter().cloned());
-        argv.extend(["/usr/sbin/sshd", "-D", "-e", "-f"].map(String::from));
-        argv.push(cfg.display().to_string());
-        let child = Self::spawn(&dir, &argv);
-        let user = o.user.unwrap_or_else(|| sh("id -un").trim().to_string());
-        let mut s = Sshd {
-            client_key: dir.join("client_key"),
-            dir,
-            child,
-            addr,
-            port,
-            user,
-            argv,
-        };
-        s.wait_listening();
-        s
-    }
-
-    fn spawn(dir: &Path, argv: &[String]) -> Child {
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn sshd")
-    }
-
-    /// Stop the sshd (its port then refuses connections).
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Start it again with the same keys, address and port.
-    fn respawn(&mut self) {
-        self.child = Self::spawn(&self.dir, &self.argv);
-        self.wait_listening();
-    }
-
-    fn wait_listening(&mut self) {
-        let s = self;
-        let t0 = Instant::now();
-        loop {
-            if s.log().contains("Server listening on") {
-                break;
-            }
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("sshd exited {st}: {}", s.log());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "sshd did not listen: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-
-    fn host_pub(&self) -> PathBuf {
-        self.dir.join("host_key.pub")
-    }
-
-    /// `[addr]:port <type> <base64>` for the given public key file.
-    fn known_line(&self, pub_file: &Path) -> String {
-        let text = std::fs::read_to_string(pub_file).unwrap();
-        let mut f = text.split_whitespace();
-        let (t, k) = (f.next().unwrap(), f.next().unwrap());
-        format!(
-            "{} {t} {k}\n",
-            known_hosts::host_pattern(&self.addr, self.port)
-        )
-    }
-
-    /// A target whose known_hosts already trusts the ed25519 host key.
-    fn target(&self) -> SshTarget {
-        let kh = self.dir.join("known_hosts");
-        if !kh.exists() {
-            std::fs::write(&kh, self.known_line(&self.host_pub())).unwrap();
-        }
-        self.target_with(kh)
-    }
-
-    fn target_with(&self, known_hosts: PathBuf) -> SshTarget {
-        SshTarget {
-            host: "node1".into(),
-            address: self.addr.clone(),
-            port: self.port,
-            user: self.user.clone(),
-            identity_files: vec![self.client_key.clone()],
-            known_hosts,
-            connect_timeout: Duration::from_secs(5),
-            ..Default::default()
-        }
-    }
-
-    fn connect(&self) -> SshTransport {
-        SshTransport::connect(&self.target())
-            .unwrap_or_else(|e| panic!("connect: {e}\nsshd log: {}", self.log()))
-    }
-}
-
-#[path = "ssh7_tests.rs"]
-mod issue7;
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const LONG: Duration = Duration::from_secs(30);
-
-fn keygen_fingerprint(pub_file: &Path) -> String {
-    sh(&format!("ssh-keygen -lf {}", pub_file.display()))
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
+use crate::support::sshd::{keygen_fingerprint, sh, Sshd, SshdOpts, LONG};
 
 #[test]
 fn exec_echo_and_stdin_round_trip() {
@@ -654,5 +433,179 @@ fn timing_loopback() {
         "TIMING loopback: connect+handshake+auth median {:?}; exec round trip median {:?}",
         median(connects),
         median(execs)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Retries.
+
+#[test]
+fn refused_then_up_is_retried_with_backoff() {
+    let mut sshd = Sshd::start();
+    let mut target = sshd.target();
+    sshd.stop();
+    // Nothing listens: refused at once, a transient failure.
+    let t0 = Instant::now();
+    let err = SshTransport::connect(&target).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(t0.elapsed() < Duration::from_millis(400));
+
+    // sshd comes back 1 s after the first attempt; retries at +0.5 s (refused) and +1.5 s.
+    target.connect_retries = 3;
+    let t0 = Instant::now();
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        sshd.respawn();
+        sshd
+    });
+    let result = SshTransport::connect(&target);
+    let elapsed = t0.elapsed();
+    let sshd = back.join().unwrap();
+    let mut t = result.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(
+        t.exec("echo back", b"", None, LONG).unwrap().stdout,
+        b"back\n"
+    );
+    assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+
+    // Still refusing after every retry: the error says how many attempts were made.
+    let mut t2 = target.clone();
+    t2.port = {
+        let l = std::net::TcpListener::bind((sshd.addr.as_str(), 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    t2.connect_retries = 2;
+    t2.retry_backoff = Duration::from_millis(50);
+    let t0 = Instant::now();
+    let err = SshTransport::connect(&t2).unwrap_err();
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+}
+
+#[test]
+fn auth_and_host_key_failures_are_not_retried() {
+    let sshd = Sshd::start();
+    let d = sshd.dir.display();
+    sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/stranger"));
+    let mut target = sshd.target();
+    target.connect_retries = 3;
+    target.identity_files = vec![sshd.dir.join("stranger")];
+    let t0 = Instant::now();
+    let err = SshTransport::connect(&target).unwrap_err();
+    assert!(matches!(err, TransportError::Auth { .. }), "{err}");
+    assert!(!err.is_transient());
+    assert!(
+        t0.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    let empty = sshd.dir.join("empty_kh");
+    std::fs::write(&empty, "").unwrap();
+    let mut target = sshd.target_with(empty);
+    target.connect_retries = 3;
+    let t0 = Instant::now();
+    let err = SshTransport::connect(&target).unwrap_err();
+    assert!(
+        matches!(err, TransportError::UnknownHostKey { .. }),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn strict_no_still_refuses_a_changed_key_and_says_so() {
+    let sshd = Sshd::start();
+    let d = sshd.dir.display();
+    sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {d}/impostor"));
+    let kh = sshd.dir.join("changed_kh");
+    std::fs::write(&kh, sshd.known_line(&sshd.dir.join("impostor.pub"))).unwrap();
+    let mut target = sshd.target_with(kh);
+    target.host_key_policy = HostKeyPolicy::No;
+    let err = SshTransport::connect(&target).unwrap_err();
+    assert!(
+        matches!(err, TransportError::ChangedHostKey { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("StrictHostKeyChecking=no"),
+        "{err}"
+    );
+    // An unknown key is accepted and recorded under `no`.
+    let kh = sshd.dir.join("new_kh");
+    let mut target = sshd.target_with(kh.clone());
+    target.host_key_policy = HostKeyPolicy::No;
+    SshTransport::connect(&target).unwrap();
+    assert!(std::fs::read_to_string(&kh)
+        .unwrap()
+        .contains("ssh-ed25519"));
+}
+
+#[test]
+fn revoked_key_refused_even_when_also_listed_as_known() {
+    let sshd = Sshd::start();
+    let kh = sshd.dir.join("revoked_hashed");
+    let line = sshd.known_line(&sshd.host_pub());
+    let key = line.split_once(' ').unwrap().1.to_string();
+    std::fs::write(&kh, &line).unwrap();
+    sh(&format!("ssh-keygen -H -f {} 2>/dev/null", kh.display()));
+    let mut text = std::fs::read_to_string(&kh).unwrap();
+    text.push_str(&format!("@revoked {} {key}", sshd.addr));
+    std::fs::write(&kh, text).unwrap();
+    let err = SshTransport::connect(&sshd.target_with(kh)).unwrap_err();
+    assert!(
+        matches!(err, TransportError::RevokedHostKey { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn cert_authority_line_for_the_host_is_not_taken_as_its_key() {
+    let sshd = Sshd::start();
+    // A @cert-authority line naming exactly this host with the host's own key must not be
+    // read as a plain known key (it only vouches for certificates, which we do not use).
+    let kh = sshd.dir.join("ca_kh");
+    let line = sshd.known_line(&sshd.host_pub());
+    std::fs::write(&kh, format!("@cert-authority {line}")).unwrap();
+    let err = SshTransport::connect(&sshd.target_with(kh)).unwrap_err();
+    assert!(
+        matches!(err, TransportError::UnknownHostKey { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_key_types_for_one_host_in_known_hosts() {
+    let sshd = Sshd::start_opts(SshdOpts {
+        rsa_host_key: true,
+        ..Default::default()
+    });
+    // Both types known, RSA first in the file: either negotiated key matches.
+    let kh = sshd.dir.join("both_kh");
+    std::fs::write(
+        &kh,
+        format!(
+            "{}{}",
+            sshd.known_line(&sshd.dir.join("host_rsa.pub")),
+            sshd.known_line(&sshd.host_pub())
+        ),
+    )
+    .unwrap();
+    let mut t = SshTransport::connect(&sshd.target_with(kh)).unwrap();
+    assert_eq!(t.exec("echo k", b"", None, LONG).unwrap().stdout, b"k\n");
+    // Port 22-style bare entry does not match a non-22 port: unknown, not changed.
+    let kh = sshd.dir.join("bare_kh");
+    let line = sshd.known_line(&sshd.host_pub());
+    let key = line.split_once(' ').unwrap().1.to_string();
+    std::fs::write(&kh, format!("{} {key}", sshd.addr)).unwrap();
+    let err = SshTransport::connect(&sshd.target_with(kh)).unwrap_err();
+    assert!(
+        matches!(err, TransportError::UnknownHostKey { .. }),
+        "{err}"
     );
 }
