@@ -8,7 +8,8 @@ use base64::Engine as _;
 use crate::plan::Op;
 use crate::transport::{sh_quote, Become, ExecOutput, Transport, TransportError};
 
-/// The script for every op except `Exec` (commands run on their own so their output is theirs).
+/// The script for every op except `Exec` (commands run on their own so their output is theirs);
+/// cluster ops are the kubectl invocations `Op::kubectl_command` gives.
 ///
 /// Few processes per file, since a fleet pays for each one on every host: the content is
 /// written by the shell's `printf` builtin (base64 only for bytes the shell cannot hold), into
@@ -249,6 +250,12 @@ fn ops_body(ops: &[Op]) -> String {
                 s.push_str(&format!("systemctl {}\n", args.join(" ")));
             }
             Op::SwapOff => s.push_str("swapoff -a\n"),
+            Op::KubeApply { .. } | Op::KubeDelete { .. } | Op::CreateToken { .. } => {
+                if let Some(cmd) = op.kubectl_command() {
+                    s.push_str(&cmd);
+                    s.push('\n');
+                }
+            }
             Op::Exec { .. } => {}
         }
     }

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::kubectl::Kubectl;
 use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, Read};
+use crate::hoststate::{HostView, KubeRead, ListRef, Read};
 use crate::k8s::token::{
     format_rfc3339, parse_expiration, parse_ttl, validate_group, BootstrapToken, SECRET_PREFIX,
     SECRET_TYPE,
@@ -108,9 +108,9 @@ struct Found {
 }
 
 impl EnsureToken {
-    fn list_cmd(&self) -> String {
+    fn list(&self) -> ListRef {
         self.kubectl.list(
-            "secrets",
+            "secret",
             Some("kube-system"),
             Some(&format!("type={SECRET_TYPE}")),
         )
@@ -118,22 +118,13 @@ impl EnsureToken {
 
     /// The existing token this run will use, if one fits.
     fn fitting(&self, view: &HostView) -> Result<Option<Found>, ModuleError> {
-        let out = view
-            .command(&self.list_cmd())
-            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?;
-        if out.status != 0 {
-            return Err(ModuleError::Host {
+        let items = view
+            .kube_list(&self.list())
+            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?
+            .map_err(|message| ModuleError::Host {
                 path: "secrets in kube-system".into(),
-                message: format!(
-                    "kubectl get failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        let list: Json = serde_json::from_slice(&out.stdout).map_err(|e| ModuleError::Host {
-            path: "secrets in kube-system".into(),
-            message: format!("kubectl printed no JSON list: {e}"),
-        })?;
+                message,
+            })?;
         let decode = |d: &Json, k: &str| -> Option<String> {
             let b = base64::engine::general_purpose::STANDARD
                 .decode(d.get(k)?.as_str()?)
@@ -141,7 +132,7 @@ impl EnsureToken {
             String::from_utf8(b).ok()
         };
         let mut best: Option<Found> = None;
-        for item in list["items"].as_array().into_iter().flatten() {
+        for item in &items {
             let data = &item["data"];
             let (Some(id), Some(secret)) = (decode(data, "token-id"), decode(data, "token-secret"))
             else {
@@ -227,11 +218,31 @@ impl EnsureToken {
         let shown = yaml.replace(t.secret(), crate::secret::REDACTED);
         (yaml, shown)
     }
+
+    /// The token's Secret as the server stores it (`data`, base64), from the same manifest.
+    fn secret_object(&self) -> Json {
+        let (yaml, _) = self.manifest();
+        let mut v: Json = serde_yaml::from_str(&yaml).unwrap_or(Json::Null);
+        if let Some(Json::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+            let data: serde_json::Map<String, Json> = sd
+                .into_iter()
+                .map(|(k, val)| {
+                    let text = val.as_str().map(str::to_string).unwrap_or_default();
+                    (
+                        k,
+                        Json::from(base64::engine::general_purpose::STANDARD.encode(text)),
+                    )
+                })
+                .collect();
+            v["data"] = Json::Object(data);
+        }
+        v
+    }
 }
 
 impl Module for EnsureToken {
     fn reads(&self) -> Vec<Read> {
-        vec![Read::Command(self.list_cmd())]
+        vec![Read::Kube(KubeRead::List(self.list()))]
     }
 
     fn secrets(&self) -> Vec<String> {
@@ -251,11 +262,15 @@ impl Module for EnsureToken {
                 ),
             });
         }
-        let (yaml, shown) = self.manifest();
+        let (_, shown) = self.manifest();
         Ok(Planned::Change {
-            ops: vec![Op::Exec {
-                command: self.kubectl.apply(&yaml),
-                chdir: None,
+            ops: vec![Op::CreateToken {
+                object: self.kubectl.object(
+                    "secret",
+                    &self.candidate.secret_name(),
+                    Some("kube-system"),
+                ),
+                secret: self.secret_object(),
             }],
             diffs: vec![DiffItem {
                 subject: format!(
@@ -329,14 +344,12 @@ mod tests {
     fn view(m: &EnsureToken, items: &[String]) -> HostView {
         let mut v = HostView::new();
         let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
-        v.set_command(
-            &m.list_cmd(),
-            CommandOutput {
-                status: 0,
-                stdout: body.into_bytes(),
-                stderr: vec![],
-            },
-        );
+        let out = CommandOutput {
+            status: 0,
+            stdout: body.into_bytes(),
+            stderr: vec![],
+        };
+        v.set_kube_list(&m.list(), crate::hoststate::kube::parse_list(&out));
         v
     }
 
@@ -387,10 +400,16 @@ mod tests {
         let Planned::Change { ops, diffs } = m.plan(&v).unwrap() else {
             panic!()
         };
-        let Op::Exec { command, .. } = &ops[0] else {
-            panic!()
-        };
-        assert!(command.contains(&format!("token-secret: \"{}\"", m.candidate.secret())));
+        let command = ops[0].kubectl_command().unwrap();
+        let b64_secret = b64(m.candidate.secret());
+        assert!(
+            command.contains(&format!("token-secret: {b64_secret}")),
+            "{command}"
+        );
+        // The preview's later tasks see the token it would create.
+        let mut after = v.clone();
+        crate::plan::simulate(&mut after, &ops);
+        assert!(!m.plan(&after).unwrap().is_change());
         assert!(
             !diffs[0].after.contains(m.candidate.secret()),
             "{}",
