@@ -317,12 +317,6 @@ impl HostView {
         self.commands.clear();
         self.kube_lists.clear();
     }
-
-    /// True when changes are planned and not applied.
-    pub fn has_planned(&self) -> bool {
-        let o = &self.overlay;
-        !(o.files.is_empty() && o.units.is_empty() && o.swaps.is_none() && o.kube.is_empty())
-    }
 }
 
 /// `kubelet` → `kubelet.service`, as systemctl does.
