@@ -54,8 +54,8 @@ pub enum Op {
     KubeDelete {
         object: ObjectRef,
     },
-    /// Create a bootstrap token: its Secret, applied like any object. Its own op so that
-    /// the plan says what it is, and the report can name it, without showing the Secret.
+    /// Create a bootstrap token: its Secret (with `stringData`, as applied), applied like
+    /// any object. Its own op so that the plan says what it is without showing the Secret.
     CreateToken {
         object: ObjectRef,
         #[serde(skip)]
@@ -210,7 +210,7 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 }
             }
             Op::CreateToken { object, secret } => {
-                view.plan_kube_object(object, Some(secret.clone()));
+                view.plan_kube_object(object, Some(stored_secret(secret)));
             }
             Op::KubeDelete { object } => view.plan_kube_object(object, None),
         }
@@ -281,6 +281,25 @@ fn simulate_systemctl(view: &mut HostView, args: &[String]) {
             _ => {}
         }
     }
+}
+
+/// A Secret as the server stores it: `stringData` is write-only, merged into `data` (base64).
+fn stored_secret(applied: &Json) -> Json {
+    use base64::Engine as _;
+    let mut v = applied.clone();
+    if let Some(Json::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+        if !v["data"].is_object() {
+            v["data"] = Json::Object(serde_json::Map::new());
+        }
+        for (k, val) in sd {
+            let text = val
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| val.to_string());
+            v["data"][&k] = Json::from(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+    v
 }
 
 /// A server-side apply as the server merges it: the fields given replace the live ones,

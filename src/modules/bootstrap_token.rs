@@ -219,24 +219,10 @@ impl EnsureToken {
         (yaml, shown)
     }
 
-    /// The token's Secret as the server stores it (`data`, base64), from the same manifest.
+    /// The token's Secret as it is applied (the server turns `stringData` into `data`).
     fn secret_object(&self) -> Json {
         let (yaml, _) = self.manifest();
-        let mut v: Json = serde_yaml::from_str(&yaml).unwrap_or(Json::Null);
-        if let Some(Json::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
-            let data: serde_json::Map<String, Json> = sd
-                .into_iter()
-                .map(|(k, val)| {
-                    let text = val.as_str().map(str::to_string).unwrap_or_default();
-                    (
-                        k,
-                        Json::from(base64::engine::general_purpose::STANDARD.encode(text)),
-                    )
-                })
-                .collect();
-            v["data"] = Json::Object(data);
-        }
-        v
+        serde_yaml::from_str(&yaml).unwrap_or(Json::Null)
     }
 }
 
@@ -401,11 +387,8 @@ mod tests {
             panic!()
         };
         let command = ops[0].kubectl_command().unwrap();
-        let b64_secret = b64(m.candidate.secret());
-        assert!(
-            command.contains(&format!("token-secret: {b64_secret}")),
-            "{command}"
-        );
+        assert!(command.contains(m.candidate.secret()), "{command}");
+        assert!(command.contains("stringData:"), "{command}");
         // The preview's later tasks see the token it would create.
         let mut after = v.clone();
         crate::plan::simulate(&mut after, &ops);
