@@ -50,7 +50,11 @@ impl HostRunner<'_> {
                     }
                     return s;
                 }
-                simulate(&mut conn.view, &ops);
+                // In a preview later tasks see the change; in a real run (a `check_mode: true`
+                // task) it is never applied, so they must not.
+                if self.run.opts.check {
+                    simulate(&mut conn.view, &ops);
+                }
                 let mut s = Step::new(TaskStatus::Changed, "would change");
                 s.diffs = diffs;
                 s

@@ -342,3 +342,81 @@ pub fn unit_of_path(path: &str) -> Option<String> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(content: &str) -> FileState {
+        FileState {
+            kind: FileKind::File,
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            content: Some(content.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_refresh_drops_what_was_read_and_keeps_what_is_planned() {
+        let mut v = HostView::new();
+        v.set_file("/etc/a", file("read"));
+        v.set_file("/etc/b", file("read"));
+        v.set_unit("kubelet", UnitState::default());
+        v.plan_file("/etc/a", file("planned"));
+        v.plan_unit("kubelet").need_daemon_reload = true;
+        v.refresh();
+        assert_eq!(v.file("/etc/a"), Some(&file("planned")));
+        assert_eq!(v.file("/etc/b"), None, "read again after a command");
+        assert!(v.unit("kubelet.service").unwrap().need_daemon_reload);
+        assert_eq!(
+            v.missing(&[Read::File("/etc/a".into()), Read::File("/etc/b".into())]),
+            vec![Read::File("/etc/b".into())]
+        );
+    }
+
+    #[test]
+    fn applied_changes_become_the_snapshot_and_plans_stay_on_top() {
+        let mut v = HostView::new();
+        v.plan_file("/etc/planned", file("p"));
+        v.record_applied(|v| v.plan_file("/etc/applied", file("x")));
+        v.refresh();
+        // The applied one is gone with the snapshot (a command may have changed it); the
+        // planned one stays.
+        assert_eq!(v.file("/etc/applied"), None);
+        assert_eq!(v.file("/etc/planned"), Some(&file("p")));
+        v.settle();
+        v.refresh();
+        assert_eq!(v.file("/etc/planned"), None);
+    }
+
+    #[test]
+    fn a_list_shows_the_objects_planned_in_its_namespace() {
+        let cluster = Cluster {
+            kubectl: "kubectl".into(),
+            kubeconfig: "/k".into(),
+        };
+        let list = ListRef {
+            cluster: cluster.clone(),
+            resource: "secret".into(),
+            namespace: Some("kube-system".into()),
+            field_selector: Some("type=bootstrap.kubernetes.io/token".into()),
+        };
+        let at = |name: &str| ObjectRef {
+            cluster: cluster.clone(),
+            resource: "secret".into(),
+            namespace: Some("kube-system".into()),
+            name: name.into(),
+        };
+        let token = |name: &str| serde_json::json!({"metadata": {"name": name}, "type": "bootstrap.kubernetes.io/token"});
+        let mut v = HostView::new();
+        v.set_kube_list(&list, Ok(vec![token("old")]));
+        v.plan_kube_object(&at("new"), Some(token("new")));
+        v.plan_kube_object(&at("old"), None);
+        v.plan_kube_object(
+            &at("opaque"),
+            Some(serde_json::json!({"metadata": {"name": "opaque"}, "type": "Opaque"})),
+        );
+        assert_eq!(v.kube_list(&list), Some(Ok(vec![token("new")])));
+    }
+}
