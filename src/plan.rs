@@ -1,9 +1,11 @@
 //! What a module decides: `Planned::NoChange { reason }` or `Planned::Change { ops, diffs }`.
-//! Ops are data; the executor runs them on a host, `simulate` applies them to a HostView.
+//! Ops are data; the executor runs them on a host, `simulate` applies them to a HostView
+//! (files, units and swaps of the host; objects of the clusters its kubectl reaches).
 
 use serde::Serialize;
+use serde_json::Value as Json;
 
-use crate::hoststate::{unit_of_path, FileKind, FileState, HostView};
+use crate::hoststate::{unit_of_path, Cluster, FileKind, FileState, HostView, ObjectRef};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -42,6 +44,49 @@ pub enum Op {
         args: Vec<String>,
     },
     SwapOff,
+    /// Server-side apply of objects under field manager `bootstrapctl`.
+    KubeApply {
+        cluster: Cluster,
+        /// Each object with the reference it is read back by.
+        #[serde(skip)]
+        objects: Vec<(ObjectRef, Json)>,
+    },
+    KubeDelete {
+        object: ObjectRef,
+    },
+    /// Create a bootstrap token: its Secret (with `stringData`, as applied), applied like
+    /// any object. Its own op so that the plan says what it is without showing the Secret.
+    CreateToken {
+        object: ObjectRef,
+        #[serde(skip)]
+        secret: Json,
+    },
+}
+
+impl Op {
+    /// The kubectl invocation a cluster op runs (server-side apply or delete).
+    pub fn kubectl_command(&self) -> Option<String> {
+        let yaml = |v: &Json| serde_yaml::to_string(v).unwrap_or_default();
+        match self {
+            Op::KubeApply { cluster, objects } => {
+                let docs: Vec<String> = objects.iter().map(|(_, o)| yaml(o)).collect();
+                Some(cluster.apply_command(&docs.join("---\n")))
+            }
+            Op::CreateToken { object, secret } => Some(object.cluster.apply_command(&yaml(secret))),
+            Op::KubeDelete { object } => Some(object.delete_command()),
+            _ => None,
+        }
+    }
+
+    /// Ops whose effect is known from the plan and that may wait in the host's batch.
+    /// Commands and cluster changes run when their task runs: later tasks may read the
+    /// cluster through another host.
+    pub fn deferrable(&self) -> bool {
+        !matches!(
+            self,
+            Op::Exec { .. } | Op::KubeApply { .. } | Op::KubeDelete { .. } | Op::CreateToken { .. }
+        )
+    }
 }
 
 /// One item of a diff: a file's content, or one attribute of a subject.
@@ -80,7 +125,7 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 group,
             } => {
                 let old = view.file(path).cloned();
-                view.set_file(
+                view.plan_file(
                     path,
                     FileState {
                         kind: FileKind::File,
@@ -101,6 +146,18 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                     },
                 );
                 mark_unit_file_changed(view, path);
+                if let Some(unit) = unit_of_path(path) {
+                    let u = view.plan_unit(&unit);
+                    // systemd reads a unit file's enablement from disk, without a reload.
+                    if u.unit_file_state != "enabled" {
+                        u.unit_file_state = if installable(content) {
+                            "disabled"
+                        } else {
+                            "static"
+                        }
+                        .into();
+                    }
+                }
             }
             Op::SetAttrs {
                 path,
@@ -118,7 +175,7 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                     if let Some(g) = group {
                         f.group = g.clone();
                     }
-                    view.set_file(path, f);
+                    view.plan_file(path, f);
                 }
             }
             Op::Mkdir {
@@ -126,7 +183,7 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 mode,
                 owner,
                 group,
-            } => view.set_file(
+            } => view.plan_file(
                 path,
                 FileState {
                     kind: FileKind::Directory,
@@ -137,19 +194,51 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 },
             ),
             Op::Remove { path } => {
-                view.set_file(path, FileState::absent());
+                view.plan_file(path, FileState::absent());
                 mark_unit_file_changed(view, path);
             }
             Op::Exec { .. } => {}
             Op::Systemctl { args } => simulate_systemctl(view, args),
-            Op::SwapOff => view.set_swaps(Vec::new()),
+            Op::SwapOff => view.plan_swaps(Vec::new()),
+            Op::KubeApply { objects, .. } => {
+                for (r, obj) in objects {
+                    let merged = match view.kube_object(r) {
+                        Some(Ok(Some(live))) => merge(live, obj),
+                        _ => obj.clone(),
+                    };
+                    view.plan_kube_object(r, Some(merged));
+                }
+            }
+            Op::CreateToken { object, secret } => {
+                view.plan_kube_object(object, Some(stored_secret(secret)));
+            }
+            Op::KubeDelete { object } => view.plan_kube_object(object, None),
         }
     }
 }
 
+/// Whether a unit file has an `[Install]` section that can enable it (systemd's
+/// "disabled" rather than "static").
+fn installable(content: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(content);
+    let mut in_install = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+        } else if in_install
+            && ["WantedBy=", "RequiredBy=", "UpheldBy=", "Alias=", "Also="]
+                .iter()
+                .any(|k| line.starts_with(k) && line.len() > k.len())
+        {
+            return true;
+        }
+    }
+    false
+}
+
 fn mark_unit_file_changed(view: &mut HostView, path: &str) {
     if let Some(unit) = unit_of_path(path) {
-        let u = view.unit_mut(&unit);
+        let u = view.plan_unit(&unit);
         // systemd flags a loaded unit whose file changed; a never-loaded unit shows up as
         // not-found until daemon-reload.
         u.need_daemon_reload = true;
@@ -164,8 +253,9 @@ fn simulate_systemctl(view: &mut HostView, args: &[String]) {
         return;
     };
     if verb == "daemon-reload" {
-        for (_, u) in view.units_mut() {
-            if u.need_daemon_reload {
+        for name in view.unit_names() {
+            if view.unit(&name).is_some_and(|u| u.need_daemon_reload) {
+                let u = view.plan_unit(&name);
                 u.need_daemon_reload = false;
                 u.load_state = "loaded".into();
             }
@@ -174,7 +264,7 @@ fn simulate_systemctl(view: &mut HostView, args: &[String]) {
     }
     let now = units.iter().any(|u| u == "--now");
     for unit in units.iter().filter(|u| !u.starts_with('-')) {
-        let u = view.unit_mut(unit);
+        let u = view.plan_unit(unit);
         match verb.as_str() {
             "enable" if now => {
                 u.unit_file_state = "enabled".into();
@@ -190,5 +280,43 @@ fn simulate_systemctl(view: &mut HostView, args: &[String]) {
             "stop" => u.active_state = "inactive".into(),
             _ => {}
         }
+    }
+}
+
+/// A Secret as the server stores it: `stringData` is write-only, merged into `data` (base64).
+fn stored_secret(applied: &Json) -> Json {
+    use base64::Engine as _;
+    let mut v = applied.clone();
+    if let Some(Json::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+        if !v["data"].is_object() {
+            v["data"] = Json::Object(serde_json::Map::new());
+        }
+        for (k, val) in sd {
+            let text = val
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| val.to_string());
+            v["data"][&k] = Json::from(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+    v
+}
+
+/// A server-side apply as the server merges it: the fields given replace the live ones,
+/// maps merge key by key, fields not given stay.
+fn merge(live: &Json, applied: &Json) -> Json {
+    match (live, applied) {
+        (Json::Object(l), Json::Object(a)) => {
+            let mut out = l.clone();
+            for (k, av) in a {
+                let merged = match l.get(k) {
+                    Some(lv) => merge(lv, av),
+                    None => av.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Json::Object(out)
+        }
+        (_, a) => a.clone(),
     }
 }

@@ -9,7 +9,8 @@ use crate::plan::Op;
 use crate::shell::{quote as sh_quote, quote_always as sh_quote_always};
 use crate::transport::{Become, ExecOutput, Transport, TransportError};
 
-/// The script for every op except `Exec` (commands run on their own so their output is theirs).
+/// The script for every op except `Exec` (commands run on their own so their output is theirs);
+/// cluster ops are the kubectl invocations `Op::kubectl_command` gives.
 ///
 /// Few processes per file, since a fleet pays for each one on every host: the content is
 /// written by the shell's `printf` builtin (base64 only for bytes the shell cannot hold), into
@@ -250,6 +251,12 @@ fn ops_body(ops: &[Op]) -> String {
                 s.push_str(&format!("systemctl {}\n", args.join(" ")));
             }
             Op::SwapOff => s.push_str("swapoff -a\n"),
+            Op::KubeApply { .. } | Op::KubeDelete { .. } | Op::CreateToken { .. } => {
+                if let Some(cmd) = op.kubectl_command() {
+                    s.push_str(&cmd);
+                    s.push('\n');
+                }
+            }
             Op::Exec { .. } => {}
         }
     }

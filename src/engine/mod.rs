@@ -1,12 +1,16 @@
 //! The engine: plays in order (barriers), each play's hosts in parallel bounded by `--forks`,
 //! in `serial` batches, with Ansible's failure policy; every host keeps one connection.
 
+mod batch;
 pub mod conn;
 pub mod executor;
 pub mod host;
 pub mod lock;
 pub mod reporter;
+mod reads;
+mod realise;
 pub mod result;
+mod task;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
+use super::kube::{parse_list, parse_object, KubeRead};
 use super::{CommandOutput, Facts, FileKind, FileState, HostView, UnitState};
 use crate::shell::quote as sh_quote;
 
@@ -14,8 +15,21 @@ pub enum Read {
     Unit(String),
     Swaps,
     Facts,
-    /// The output of a read-only command (e.g. `kubectl get … -o json`), run as given.
+    /// The output of a read-only command, run as given.
     Command(String),
+    /// A cluster object or list, through the host's kubectl.
+    Kube(KubeRead),
+}
+
+impl Read {
+    /// The command a command-like read runs (its output is parsed afterwards).
+    fn command(&self) -> Option<String> {
+        match self {
+            Read::Command(c) => Some(c.clone()),
+            Read::Kube(k) => Some(k.command()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,7 +90,7 @@ pub fn reads_script(reads: &[Read]) -> String {
         ));
     }
     for (i, r) in reads.iter().enumerate() {
-        if let Read::Command(cmd) = r {
+        if let Some(cmd) = r.command() {
             // Output travels base64-encoded, so it can never be mistaken for a section marker;
             // the temp files are private (umask 077) since the output may hold secrets.
             s.push_str(&format!(
@@ -271,9 +285,20 @@ pub fn parse_reads(
         view.set_swaps(parse_swaps(&swap_lines));
     }
     for (i, r) in reads.iter().enumerate() {
-        if let Read::Command(cmd) = r {
-            let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
-            view.set_command(cmd, out);
+        match r {
+            Read::Command(cmd) => {
+                let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
+                view.set_command(cmd, out);
+            }
+            Read::Kube(KubeRead::Object(o)) => {
+                let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
+                view.set_kube_object(o, parse_object(&out));
+            }
+            Read::Kube(KubeRead::List(l)) => {
+                let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
+                view.set_kube_list(l, parse_list(&out));
+            }
+            _ => {}
         }
     }
     let units: Vec<&Read> = reads

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use super::kubectl::Kubectl;
 use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, Read};
+use crate::hoststate::{HostView, KubeRead, ListRef, Read};
 use crate::k8s::token::{
     format_rfc3339, parse_expiration, parse_ttl, validate_group, BootstrapToken, SECRET_PREFIX,
     SECRET_TYPE,
@@ -108,9 +108,9 @@ struct Found {
 }
 
 impl EnsureToken {
-    fn list_cmd(&self) -> String {
+    fn list(&self) -> ListRef {
         self.kubectl.list(
-            "secrets",
+            "secret",
             Some("kube-system"),
             Some(&format!("type={SECRET_TYPE}")),
         )
@@ -118,22 +118,13 @@ impl EnsureToken {
 
     /// The existing token this run will use, if one fits.
     fn fitting(&self, view: &HostView) -> Result<Option<Found>, ModuleError> {
-        let out = view
-            .command(&self.list_cmd())
-            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?;
-        if out.status != 0 {
-            return Err(ModuleError::Host {
+        let items = view
+            .kube_list(&self.list())
+            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?
+            .map_err(|message| ModuleError::Host {
                 path: "secrets in kube-system".into(),
-                message: format!(
-                    "kubectl get failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        let list: Json = serde_json::from_slice(&out.stdout).map_err(|e| ModuleError::Host {
-            path: "secrets in kube-system".into(),
-            message: format!("kubectl printed no JSON list: {e}"),
-        })?;
+                message,
+            })?;
         let decode = |d: &Json, k: &str| -> Option<String> {
             let b = base64::engine::general_purpose::STANDARD
                 .decode(d.get(k)?.as_str()?)
@@ -141,7 +132,7 @@ impl EnsureToken {
             String::from_utf8(b).ok()
         };
         let mut best: Option<Found> = None;
-        for item in list["items"].as_array().into_iter().flatten() {
+        for item in &items {
             let data = &item["data"];
             let (Some(id), Some(secret)) = (decode(data, "token-id"), decode(data, "token-secret"))
             else {
@@ -227,11 +218,17 @@ impl EnsureToken {
         let shown = yaml.replace(t.secret(), crate::secret::REDACTED);
         (yaml, shown)
     }
+
+    /// The token's Secret as it is applied (the server turns `stringData` into `data`).
+    fn secret_object(&self) -> Json {
+        let (yaml, _) = self.manifest();
+        serde_yaml::from_str(&yaml).unwrap_or(Json::Null)
+    }
 }
 
 impl Module for EnsureToken {
     fn reads(&self) -> Vec<Read> {
-        vec![Read::Command(self.list_cmd())]
+        vec![Read::Kube(KubeRead::List(self.list()))]
     }
 
     fn secrets(&self) -> Vec<String> {
@@ -251,11 +248,15 @@ impl Module for EnsureToken {
                 ),
             });
         }
-        let (yaml, shown) = self.manifest();
+        let (_, shown) = self.manifest();
         Ok(Planned::Change {
-            ops: vec![Op::Exec {
-                command: self.kubectl.apply(&yaml),
-                chdir: None,
+            ops: vec![Op::CreateToken {
+                object: self.kubectl.object(
+                    "secret",
+                    &self.candidate.secret_name(),
+                    Some("kube-system"),
+                ),
+                secret: self.secret_object(),
             }],
             diffs: vec![DiffItem {
                 subject: format!(
@@ -329,14 +330,12 @@ mod tests {
     fn view(m: &EnsureToken, items: &[String]) -> HostView {
         let mut v = HostView::new();
         let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
-        v.set_command(
-            &m.list_cmd(),
-            CommandOutput {
-                status: 0,
-                stdout: body.into_bytes(),
-                stderr: vec![],
-            },
-        );
+        let out = CommandOutput {
+            status: 0,
+            stdout: body.into_bytes(),
+            stderr: vec![],
+        };
+        v.set_kube_list(&m.list(), crate::hoststate::kube::parse_list(&out));
         v
     }
 
@@ -387,10 +386,13 @@ mod tests {
         let Planned::Change { ops, diffs } = m.plan(&v).unwrap() else {
             panic!()
         };
-        let Op::Exec { command, .. } = &ops[0] else {
-            panic!()
-        };
-        assert!(command.contains(&format!("token-secret: \"{}\"", m.candidate.secret())));
+        let command = ops[0].kubectl_command().unwrap();
+        assert!(command.contains(m.candidate.secret()), "{command}");
+        assert!(command.contains("stringData:"), "{command}");
+        // The preview's later tasks see the token it would create.
+        let mut after = v.clone();
+        crate::plan::simulate(&mut after, &ops);
+        assert!(!m.plan(&after).unwrap().is_change());
         assert!(
             !diffs[0].after.contains(m.candidate.secret()),
             "{}",

@@ -1,6 +1,7 @@
 //! Data-driven module tests: each file under tests/fixtures/modules/ gives a module's
 //! arguments and a host snapshot, and expects either the exact ops or the no-change reason.
-//! For every change, planning again on the view the ops leave behind must find nothing to do.
+//! For every change, planning again on the view the ops leave behind must find nothing to do
+//! (for the kube modules: on the cluster objects the ops leave behind).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{ArgsSeed, ResolveCx};
-use crate::hoststate::{FileKind, FileState, HostView, UnitState};
+use crate::hoststate::{FileKind, FileState, HostView, KubeRead, ObjectRef, Read, UnitState};
 use crate::plan::{simulate, Op, Planned};
 use crate::template::Templates;
 
@@ -41,6 +42,9 @@ struct Host {
     #[serde(default)]
     units: BTreeMap<String, Unit>,
     swaps: Option<Vec<String>>,
+    /// The objects of the cluster the module's kubectl reaches (Secrets with `data`).
+    #[serde(default)]
+    objects: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +138,60 @@ fn summary(op: &Op) -> String {
         },
         Op::Systemctl { args } => format!("systemctl {}", args.join(" ")),
         Op::SwapOff => "swapoff".into(),
+        Op::KubeApply { objects, .. } => {
+            let refs: Vec<String> = objects.iter().map(|(r, _)| object_label(r)).collect();
+            format!("kube apply {}", refs.join(", "))
+        }
+        Op::KubeDelete { object } => format!("kube delete {}", object_label(object)),
+        Op::CreateToken { object, .. } => format!("create token {}", object_label(object)),
+    }
+}
+
+fn object_label(r: &ObjectRef) -> String {
+    match &r.namespace {
+        Some(ns) => format!("{} {ns}/{}", r.resource, r.name),
+        None => format!("{} {}", r.resource, r.name),
+    }
+}
+
+/// Answer the module's cluster reads from the fixture's objects, as kubectl would.
+fn answer_kube(view: &mut HostView, objects: &[serde_json::Value], reads: &[Read]) {
+    let at = |o: &serde_json::Value| {
+        (
+            super::kubectl::resource_of(
+                o["apiVersion"].as_str().unwrap_or(""),
+                o["kind"].as_str().unwrap_or(""),
+            ),
+            o["metadata"]["namespace"].as_str().map(str::to_string),
+            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    for r in reads {
+        match r {
+            Read::Kube(KubeRead::Object(want)) => {
+                let found = objects.iter().find(|o| {
+                    at(o)
+                        == (
+                            want.resource.clone(),
+                            want.namespace.clone(),
+                            want.name.clone(),
+                        )
+                });
+                view.set_kube_object(want, Ok(found.cloned()));
+            }
+            Read::Kube(KubeRead::List(l)) => {
+                let items = objects
+                    .iter()
+                    .filter(|o| {
+                        let (res, ns, _) = at(o);
+                        res == l.resource && ns == l.namespace && l.selects(o)
+                    })
+                    .cloned()
+                    .collect();
+                view.set_kube_list(l, Ok(items));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -205,6 +263,7 @@ fn run_case(path: &Path) -> Result<(), String> {
     };
     let result = args.resolve(&cx).and_then(|m| {
         let mut view = view_of(&case.host);
+        answer_kube(&mut view, &case.host.objects, &m.reads());
         let missing = view.missing(&m.reads());
         if !missing.is_empty() {
             return Err(super::ModuleError::Invalid(format!(

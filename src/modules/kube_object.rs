@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 use super::kubectl::{resource_of, Kubectl};
 use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, Read};
+use crate::hoststate::{HostView, KubeRead, ObjectRef, Read};
 use crate::plan::{DiffItem, Op, Planned};
 use crate::template::{render_yaml, Tpl};
 
@@ -42,28 +42,26 @@ pub struct KubeObject {
 
 #[derive(Debug)]
 struct Object {
-    resource: String,
+    at: ObjectRef,
     kind: String,
-    name: String,
-    namespace: Option<String>,
     /// As it will be applied (Secret stringData already turned into data).
     desired: Json,
 }
 
 impl Object {
     fn label(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        }
+        self.at.label(&self.kind)
     }
 }
+
+/// Shorter Secret values are not registered with the redactor (see `secrets`).
+const MIN_SECRET_LEN: usize = 6;
 
 fn invalid(msg: String) -> ModuleError {
     ModuleError::Invalid(msg)
 }
 
-fn object_of(mut v: Json) -> Result<Object, ModuleError> {
+fn object_of(kubectl: &Kubectl, mut v: Json) -> Result<Object, ModuleError> {
     let api_version = v["apiVersion"]
         .as_str()
         .ok_or_else(|| invalid("object without apiVersion".into()))?
@@ -95,10 +93,12 @@ fn object_of(mut v: Json) -> Result<Object, ModuleError> {
         }
     }
     Ok(Object {
-        resource: resource_of(&api_version, &kind),
+        at: kubectl.object(
+            &resource_of(&api_version, &kind),
+            &name,
+            namespace.as_deref(),
+        ),
         kind,
-        name,
-        namespace,
         desired: v,
     })
 }
@@ -137,9 +137,13 @@ impl Args {
                 ))
             }
         };
+        let kubectl = Kubectl::resolve(&self.kubectl, &self.kubeconfig, cx)?;
         Ok(KubeObject {
-            kubectl: Kubectl::resolve(&self.kubectl, &self.kubeconfig, cx)?,
-            objects: docs.into_iter().map(object_of).collect::<Result<_, _>>()?,
+            objects: docs
+                .into_iter()
+                .map(|d| object_of(&kubectl, d))
+                .collect::<Result<_, _>>()?,
+            kubectl,
             state: opt(&self.state, cx)?.unwrap_or_default(),
         })
     }
@@ -197,12 +201,7 @@ impl Module for KubeObject {
     fn reads(&self) -> Vec<Read> {
         self.objects
             .iter()
-            .map(|o| {
-                Read::Command(
-                    self.kubectl
-                        .get(&o.resource, &o.name, o.namespace.as_deref()),
-                )
-            })
+            .map(|o| Read::Kube(KubeRead::Object(o.at.clone())))
             .collect()
     }
 
@@ -216,6 +215,9 @@ impl Module for KubeObject {
                         out.push(String::from_utf8_lossy(&raw).into_owned());
                     }
                 }
+                // Flags such as `usage-bootstrap-signing: "true"` are not secrets, and
+                // redacting every "true" would garble all output (the JSON report too).
+                out.retain(|v| v.len() >= MIN_SECRET_LEN);
             }
         }
         out
@@ -226,40 +228,22 @@ impl Module for KubeObject {
         let mut ops = Vec::new();
         let mut diffs = Vec::new();
         for o in &self.objects {
-            let cmd = self
-                .kubectl
-                .get(&o.resource, &o.name, o.namespace.as_deref());
-            let out = view
-                .command(&cmd)
-                .ok_or_else(|| invalid(format!("{} was not read", o.label())))?;
-            if out.status != 0 {
-                return Err(ModuleError::Host {
-                    path: o.label(),
-                    message: format!(
-                        "kubectl get failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                });
-            }
-            let live: Option<Json> = if out.stdout.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(
-                    serde_json::from_slice(&out.stdout).map_err(|e| ModuleError::Host {
+            let live = match view.kube_object(&o.at) {
+                None => return Err(invalid(format!("{} was not read", o.label()))),
+                Some(Err(message)) => {
+                    return Err(ModuleError::Host {
                         path: o.label(),
-                        message: format!("kubectl printed no JSON object: {e}"),
-                    })?,
-                )
+                        message: message.clone(),
+                    })
+                }
+                Some(Ok(live)) => live.clone(),
             };
             let want = managed(&o.desired);
             match (self.state, &live) {
                 (State::Absent, None) => {}
                 (State::Absent, Some(l)) => {
-                    ops.push(Op::Exec {
-                        command: self
-                            .kubectl
-                            .delete(&o.resource, &o.name, o.namespace.as_deref()),
-                        chdir: None,
+                    ops.push(Op::KubeDelete {
+                        object: o.at.clone(),
                     });
                     diffs.push(DiffItem {
                         subject: o.label(),
@@ -270,7 +254,7 @@ impl Module for KubeObject {
                 }
                 (State::Present, Some(l)) if project(&want, l) == want => {}
                 (State::Present, _) => {
-                    apply_docs.push(yaml(&want));
+                    apply_docs.push((o.at.clone(), want.clone()));
                     diffs.push(DiffItem {
                         subject: o.label(),
                         before: live
@@ -286,9 +270,9 @@ impl Module for KubeObject {
         if !apply_docs.is_empty() {
             ops.insert(
                 0,
-                Op::Exec {
-                    command: self.kubectl.apply(&apply_docs.join("---\n")),
-                    chdir: None,
+                Op::KubeApply {
+                    cluster: self.kubectl.cluster.clone(),
+                    objects: apply_docs,
                 },
             );
         }
@@ -332,15 +316,13 @@ mod tests {
     fn view_with(m: &KubeObject, live: &[&str]) -> HostView {
         let mut v = HostView::new();
         for (r, out) in m.reads().iter().zip(live) {
-            if let Read::Command(c) = r {
-                v.set_command(
-                    c,
-                    CommandOutput {
-                        status: 0,
-                        stdout: out.as_bytes().to_vec(),
-                        stderr: vec![],
-                    },
-                );
+            if let Read::Kube(KubeRead::Object(o)) = r {
+                let out = CommandOutput {
+                    status: 0,
+                    stdout: out.as_bytes().to_vec(),
+                    stderr: vec![],
+                };
+                v.set_kube_object(o, crate::hoststate::kube::parse_object(&out));
             }
         }
         v
@@ -351,16 +333,14 @@ mod tests {
     #[test]
     fn absent_object_is_applied_server_side() {
         let m = module(CM);
-        assert_eq!(
-            m.reads(),
-            vec![Read::Command("kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get configmap cluster-info -n kube-public -o json --ignore-not-found".into())]
-        );
+        let [Read::Kube(read)] = &m.reads()[..] else {
+            panic!("{:?}", m.reads())
+        };
+        assert_eq!(read.command(), "kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get configmap cluster-info -n kube-public -o json --ignore-not-found");
         let Planned::Change { ops, diffs } = m.plan(&view_with(&m, &[""])).unwrap() else {
             panic!()
         };
-        let Op::Exec { command, .. } = &ops[0] else {
-            panic!()
-        };
+        let command = ops[0].kubectl_command().unwrap();
         assert!(command.starts_with("kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig apply --server-side --field-manager=bootstrapctl --force-conflicts -f - <<'__BOOTSTRAPCTL_EOF__'\napiVersion: v1\n"), "{command}");
         assert_eq!(diffs[0].subject, "ConfigMap kube-public/cluster-info");
     }
@@ -390,9 +370,7 @@ mod tests {
             "{diffs:?}"
         );
         assert!(diffs[0].after.contains("token-secret: <redacted>"));
-        let Op::Exec { command, .. } = &ops[0] else {
-            panic!()
-        };
+        let command = ops[0].kubectl_command().unwrap();
         assert!(
             command.contains("token-secret: ZjM5NWFjY2QyNDZhZTUyZA=="),
             "{command}"

@@ -1,11 +1,12 @@
 //! How the kube modules talk to a cluster: the real `kubectl` on a control-plane host
-//! (the task is delegated there), with an admin kubeconfig. Command builders only.
+//! (the task is delegated there), with an admin kubeconfig: which cluster, and references
+//! to its objects.
 
 use serde::Deserialize;
 
 use super::template::opt;
 use super::{ModuleError, ResolveCx};
-use crate::shell::quote as sh_quote;
+use crate::hoststate::{Cluster, ListRef, ObjectRef};
 use crate::template::Tpl;
 
 pub const DEFAULT_KUBECONFIG: &str = "/etc/kubernetes/admin.kubeconfig";
@@ -17,9 +18,10 @@ pub struct KubectlArgs {
     pub kubeconfig: Option<Tpl<String>>,
 }
 
+/// The cluster a kube module talks to, as the delegate host reaches it.
 #[derive(Debug, Clone)]
 pub struct Kubectl {
-    base: String,
+    pub cluster: Cluster,
 }
 
 impl Kubectl {
@@ -28,22 +30,21 @@ impl Kubectl {
         kubeconfig: &Option<Tpl<String>>,
         cx: &ResolveCx<'_>,
     ) -> Result<Self, ModuleError> {
-        let bin = opt(kubectl, cx)?.unwrap_or_else(|| "kubectl".into());
-        let kc = opt(kubeconfig, cx)?.unwrap_or_else(|| DEFAULT_KUBECONFIG.into());
         Ok(Kubectl {
-            base: format!("{} --kubeconfig {}", sh_quote(&bin), sh_quote(&kc)),
+            cluster: Cluster {
+                kubectl: opt(kubectl, cx)?.unwrap_or_else(|| "kubectl".into()),
+                kubeconfig: opt(kubeconfig, cx)?.unwrap_or_else(|| DEFAULT_KUBECONFIG.into()),
+            },
         })
     }
 
-    /// `get` one object as JSON; prints nothing (exit 0) when it does not exist.
-    pub fn get(&self, resource: &str, name: &str, namespace: Option<&str>) -> String {
-        format!(
-            "{} get {} {}{} -o json --ignore-not-found",
-            self.base,
-            sh_quote(resource),
-            sh_quote(name),
-            ns_flag(namespace)
-        )
+    pub fn object(&self, resource: &str, name: &str, namespace: Option<&str>) -> ObjectRef {
+        ObjectRef {
+            cluster: self.cluster.clone(),
+            resource: resource.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
     }
 
     pub fn list(
@@ -51,45 +52,19 @@ impl Kubectl {
         resource: &str,
         namespace: Option<&str>,
         field_selector: Option<&str>,
-    ) -> String {
-        format!(
-            "{} get {}{}{} -o json",
-            self.base,
-            sh_quote(resource),
-            ns_flag(namespace),
-            field_selector
-                .map(|f| format!(" --field-selector {}", sh_quote(f)))
-                .unwrap_or_default()
-        )
+    ) -> ListRef {
+        ListRef {
+            cluster: self.cluster.clone(),
+            resource: resource.to_string(),
+            namespace: namespace.map(str::to_string),
+            field_selector: field_selector.map(str::to_string),
+        }
     }
 
-    /// Server-side apply of YAML documents under our field manager, fed by a here-document.
-    pub fn apply(&self, yaml: &str) -> String {
-        format!(
-            "{} apply --server-side --field-manager=bootstrapctl --force-conflicts -f - <<'__BOOTSTRAPCTL_EOF__'\n{}\n__BOOTSTRAPCTL_EOF__",
-            self.base,
-            yaml.trim_end()
-        )
-    }
-
-    pub fn delete(&self, resource: &str, name: &str, namespace: Option<&str>) -> String {
-        format!(
-            "{} delete {} {}{} --ignore-not-found",
-            self.base,
-            sh_quote(resource),
-            sh_quote(name),
-            ns_flag(namespace)
-        )
-    }
-
+    /// `kubectl ARGS` (already shell text), for checks that are not object reads.
     pub fn raw(&self, args: &str) -> String {
-        format!("{} {args}", self.base)
+        self.cluster.raw(args)
     }
-}
-
-fn ns_flag(ns: Option<&str>) -> String {
-    ns.map(|n| format!(" -n {}", sh_quote(n)))
-        .unwrap_or_default()
 }
 
 /// `kind.group` as kubectl resolves it (`clusterrolebinding.rbac.authorization.k8s.io`);

@@ -1,0 +1,109 @@
+//! Reading a host: the batched prefetch before its first task, the reads a task still needs,
+//! and the host's lock, which a changing run takes with its first script on the host.
+
+use std::time::Duration;
+
+use super::conn::{ConnectSpec, HostConn};
+use super::executor;
+use super::host::HostRunner;
+use super::result::TaskStatus;
+use super::task::Step;
+use super::RunCx;
+use crate::hoststate::{parse_reads, reads_script, Read};
+use crate::modules::ResolveCx;
+use crate::playbook::Task;
+use crate::transport::Become;
+
+impl HostRunner<'_> {
+    /// Read in one round trip what this host's tasks will need, before the first task runs,
+    /// taking the host's lock in the same script (connecting first, on first use).
+    pub(super) fn connect_lock_and_prefetch(&self, tasks: &[Task], gather_facts: bool) {
+        let play = self.play();
+        let mut reads = Vec::new();
+        if gather_facts {
+            reads.push(Read::Facts);
+        }
+        for task in tasks.iter().chain(&play.handlers) {
+            if task.delegate_to.is_some() || task.loop_.is_some() {
+                continue;
+            }
+            if let Ok(ctx) = self.context(task, None) {
+                let what = format!("task {:?}", task.display_name());
+                let cx = ResolveCx {
+                    templates: &self.run.templates,
+                    vars: &ctx,
+                    base_dir: &self.run.base_dir,
+                    what: &what,
+                };
+                // A task whose arguments need results of earlier tasks reads when it runs.
+                if let Ok(r) = task.module.reads(&cx) {
+                    reads.extend(r);
+                }
+            }
+        }
+        let become_ = self.become_for(tasks.first().unwrap_or(&super::task::dummy_task()));
+        let slot = self.slot(self.host);
+        let mut conn = slot.lock().expect("host slot");
+        // A failure here shows again, with its task, when that task reads.
+        let _ = read(
+            self.run,
+            self.host,
+            &mut conn,
+            &reads,
+            become_.as_ref(),
+            self.run.opts.command_timeout,
+        );
+        if gather_facts {
+            conn.facts_gathered = true;
+        }
+    }
+}
+
+/// Whether the next script to `conn` must take the host's lock: a run that changes hosts
+/// takes each one's lock with its first script there. (Not for `ansible_connection: local`:
+/// those "hosts" are this machine, often several of them in one inventory, and the operator
+/// sees any other run on it.)
+fn needs_lock(run: &RunCx, conn: &HostConn) -> bool {
+    !run.opts.check && !conn.locked && matches!(conn.spec, ConnectSpec::Ssh(_))
+}
+
+/// Read into the host's view what it cannot answer yet (and the lock, when still needed).
+pub(super) fn read(
+    run: &RunCx,
+    host: &str,
+    conn: &mut HostConn,
+    reads: &[Read],
+    become_: Option<&Become>,
+    timeout: Duration,
+) -> Result<(), Step> {
+    let missing = conn.view.missing(reads);
+    let lock = needs_lock(run, conn);
+    if missing.is_empty() && !lock {
+        return Ok(());
+    }
+    let t = conn
+        .transport()
+        .map_err(|e| Step::new(TaskStatus::Unreachable, e))?;
+    let mut script = reads_script(&missing);
+    if lock {
+        script = format!("{}{script}", super::lock::acquire(&run.run_id));
+    }
+    run.trace(host, "read", &script);
+    let out = match executor::run_script(t, &script, become_, timeout) {
+        Ok(o) => o,
+        Err(e) if e.is_unreachable() => {
+            let msg = e.to_string();
+            conn.unreachable = Some(msg.clone());
+            return Err(Step::new(TaskStatus::Unreachable, msg));
+        }
+        Err(e) => return Err(Step::new(TaskStatus::Failed, e.to_string())),
+    };
+    if lock {
+        if let Some(msg) = super::lock::held(&out.stdout) {
+            return Err(Step::new(TaskStatus::Failed, msg));
+        }
+        conn.locked = true;
+    }
+    parse_reads(&missing, &out.stdout, &out.stderr, &mut conn.view)
+        .map_err(|e| Step::new(TaskStatus::Failed, e.to_string()))
+}

@@ -1,0 +1,461 @@
+//! The task rules of one host: `when`, loops, `run_once`, `register`, `notify`, the
+//! result of a command (`rc`, `stdout`, `changed_when`, `failed_when`), no_log and
+//! redaction, delegation. Planning is the module's; `realise` applies or simulates the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use minijinja::Value;
+
+use super::host::HostRunner;
+use super::realise::{Mode, Target};
+use super::result::{TaskResult, TaskStatus};
+use crate::modules::{Module, ResolveCx};
+use crate::plan::{DiffItem, Planned};
+use crate::playbook::{Cond, Task};
+use crate::template::render_yaml;
+use crate::transport::{Become, ExecOutput};
+use crate::vars::{context, Scope};
+
+const NO_LOG_MSG: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
+
+/// What one execution of a module on one host gave.
+pub(super) struct Step {
+    pub(super) status: TaskStatus,
+    pub(super) msg: String,
+    pub(super) diffs: Vec<DiffItem>,
+    pub(super) registered: BTreeMap<String, Value>,
+    /// Planned and simulated, to be applied with the next flush of the host's batch.
+    pub(super) deferred: Option<Vec<crate::plan::Op>>,
+    /// What a command printed, when one ran: its result follows the command rules.
+    pub(super) ran: Option<Box<ExecOutput>>,
+}
+
+impl Step {
+    pub(super) fn new(status: TaskStatus, msg: impl Into<String>) -> Step {
+        let mut registered = BTreeMap::new();
+        registered.insert("changed".into(), Value::from(status == TaskStatus::Changed));
+        registered.insert("failed".into(), Value::from(status == TaskStatus::Failed));
+        registered.insert("skipped".into(), Value::from(status == TaskStatus::Skipped));
+        let msg = msg.into();
+        registered.insert("msg".into(), Value::from(msg.clone()));
+        Step {
+            status,
+            msg,
+            diffs: Vec::new(),
+            registered,
+            deferred: None,
+            ran: None,
+        }
+    }
+    pub(super) fn set(&mut self, key: &str, v: Value) {
+        self.registered.insert(key.into(), v);
+    }
+    pub(super) fn value(&self) -> Value {
+        Value::from(self.registered.clone())
+    }
+}
+
+impl HostRunner<'_> {
+    pub(super) fn become_for(&self, task: &Task) -> Option<Become> {
+        let play = self.play();
+        let host = self.run.inventory.host(self.host);
+        let inv_become = host.and_then(|h| h.become_().ok()).unwrap_or(false);
+        let on = task.become_.or(play.become_).unwrap_or(inv_become);
+        on.then(|| Become {
+            user: task
+                .become_user
+                .clone()
+                .or_else(|| play.become_user.clone())
+                .or_else(|| host.and_then(|h| h.become_user().ok().flatten())),
+        })
+    }
+
+    pub(super) fn context(&self, task: &Task, item: Option<&Value>) -> Result<Value, String> {
+        let play = self.play();
+        let slot = self.slot(self.host);
+        let conn = slot.lock().expect("host slot");
+        let empty = serde_yaml::Mapping::new();
+        let inventory = self
+            .run
+            .inventory
+            .host(self.host)
+            .map(|h| &h.vars)
+            .unwrap_or(&empty);
+        context(
+            &self.run.templates,
+            &self.run.shared,
+            &Scope {
+                host: self.host,
+                inventory,
+                play_vars: &play.vars,
+                task_vars: &task.vars,
+                facts: conn.view.facts(),
+                registered: &conn.registered,
+                item,
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn resolve(&self, task: &Task, ctx: &Value) -> Result<Box<dyn Module>, String> {
+        let what = format!("task {:?}", task.display_name());
+        task.module
+            .resolve(&ResolveCx {
+                templates: &self.run.templates,
+                vars: ctx,
+                base_dir: &self.run.base_dir,
+                what: &what,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn cond(&self, cond: &Option<Cond>, ctx: &Value, what: &str) -> Result<Option<bool>, String> {
+        let Some(Cond(exprs)) = cond else {
+            return Ok(None);
+        };
+        for e in exprs {
+            if !self
+                .run
+                .templates
+                .eval_bool(e, ctx, what)
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(Some(false));
+            }
+        }
+        Ok(Some(true))
+    }
+
+    /// Run a task (all its loop items) and report it. Returns its overall status.
+    pub(super) fn run_task(
+        &self,
+        task: &Task,
+        index: Option<usize>,
+        handler: bool,
+        notified: &mut BTreeSet<String>,
+    ) -> TaskStatus {
+        let started = Instant::now();
+        let name = task.display_name();
+        self.run.reporter.task_start(self.host, &name);
+        let step = match (task.run_once, index) {
+            (true, Some(i)) => {
+                let cell = self.state.run_once_cell(i);
+                let mut guard = cell.lock().expect("run_once cell");
+                match &*guard {
+                    Some((host, status, value)) => {
+                        // Skipped stays skipped on every host, as in Ansible.
+                        let mut s = Step::new(
+                            match status {
+                                TaskStatus::Failed => TaskStatus::Failed,
+                                TaskStatus::Skipped => TaskStatus::Skipped,
+                                _ => TaskStatus::Ok,
+                            },
+                            format!("run_once: ran on {host}"),
+                        );
+                        s.registered = value_map(value);
+                        s
+                    }
+                    None => {
+                        let s = self.run_items(task);
+                        *guard = Some((self.host.to_string(), s.status, s.value()));
+                        s
+                    }
+                }
+            }
+            _ => self.run_items(task),
+        };
+        if let Some(reg) = &task.register {
+            let slot = self.slot(self.host);
+            slot.lock()
+                .expect("host slot")
+                .registered
+                .insert(reg.clone(), step.value());
+        }
+        if step.status == TaskStatus::Changed {
+            notified.extend(task.notify.iter().cloned());
+        }
+        let redact = |s: &str| self.run.redactor.redact(s);
+        let result = TaskResult {
+            play: self.run.playbook.plays[self.state.play_index].display_name(),
+            host: self.host.to_string(),
+            task: name,
+            status: step.status,
+            changed: step.status == TaskStatus::Changed,
+            msg: if task.no_log && step.status != TaskStatus::Skipped {
+                NO_LOG_MSG.into()
+            } else {
+                redact(&step.msg)
+            },
+            diffs: if task.no_log {
+                Vec::new()
+            } else {
+                step.diffs
+                    .into_iter()
+                    .map(|d| DiffItem {
+                        before: redact(&d.before),
+                        after: redact(&d.after),
+                        subject: redact(&d.subject),
+                        secret: d.secret,
+                    })
+                    .collect()
+            },
+            duration: started.elapsed(),
+            no_log: task.no_log,
+            handler,
+        };
+        let status = result.status;
+        self.defer_or_report(result, step.deferred, task);
+        status
+    }
+
+    fn run_items(&self, task: &Task) -> Step {
+        let base = match self.context(task, None) {
+            Ok(c) => c,
+            Err(e) => return Step::new(TaskStatus::Failed, e),
+        };
+        let Some(loop_) = &task.loop_ else {
+            return self.run_one(task, &base, None);
+        };
+        let items = match render_yaml(&self.run.templates, loop_, &base, "loop") {
+            Ok(v) => v,
+            Err(e) => return Step::new(TaskStatus::Failed, e.to_string()),
+        };
+        let Ok(iter) = items.try_iter() else {
+            return Step::new(
+                TaskStatus::Failed,
+                format!("loop: expected a list, got {items}"),
+            );
+        };
+        let mut results = Vec::new();
+        let mut agg = Step::new(TaskStatus::Skipped, "no items");
+        let mut msgs = Vec::new();
+        for item in iter {
+            let ctx = match self.context(task, Some(&item)) {
+                Ok(c) => c,
+                Err(e) => return Step::new(TaskStatus::Failed, e),
+            };
+            let mut s = self.run_one(task, &ctx, Some(&item));
+            s.set("item", item.clone());
+            agg.status = worst(agg.status, s.status);
+            msgs.push(format!("{item}: {}", s.msg));
+            agg.diffs.append(&mut s.diffs);
+            results.push(s.value());
+            if s.status == TaskStatus::Failed || s.status == TaskStatus::Unreachable {
+                break;
+            }
+        }
+        let mut out = Step::new(agg.status, msgs.join("; "));
+        out.diffs = agg.diffs;
+        out.set("results", Value::from(results));
+        out
+    }
+
+    fn run_one(&self, task: &Task, ctx: &Value, _item: Option<&Value>) -> Step {
+        let what = format!("task {:?}", task.display_name());
+        match self.cond(&task.when, ctx, &format!("{what} when")) {
+            Err(e) => return Step::new(TaskStatus::Failed, e),
+            Ok(Some(false)) => {
+                return Step::new(TaskStatus::Skipped, "conditional result was false")
+            }
+            _ => {}
+        }
+        let module = match self.resolve(task, ctx) {
+            Ok(m) => m,
+            Err(e) => return Step::new(TaskStatus::Failed, e),
+        };
+        // Before anything can print them.
+        for secret in module.secrets() {
+            self.run.redactor.register(&secret);
+        }
+        let mut step = self.run_module(task, ctx, &*module);
+        for (k, v) in std::mem::take(&mut *self.outputs.borrow_mut()) {
+            step.set(&k, v);
+        }
+        step
+    }
+
+    /// Plan `module` on its target host, then realise the plan (apply it, or in --check
+    /// simulate it on the target's view).
+    fn run_module(&self, task: &Task, ctx: &Value, module: &dyn Module) -> Step {
+        let target = match &task.delegate_to {
+            None => self.host.to_string(),
+            Some(d) => match self.run.templates.render_str(d, ctx, "delegate_to") {
+                Ok(t) if self.run.pool.get(&t).is_some() => t,
+                Ok(t) => {
+                    return Step::new(
+                        TaskStatus::Failed,
+                        format!("delegate_to: {t:?} is not a host of the inventory"),
+                    )
+                }
+                Err(e) => return Step::new(TaskStatus::Failed, e.to_string()),
+            },
+        };
+        let delegated = target != self.host;
+        let become_ = self.become_for(task);
+        let slot = self.slot(&target);
+        let mut conn = slot.lock().expect("host slot");
+        let reads = module.reads();
+        if delegated {
+            // Other hosts' tasks may have changed the delegate meanwhile: read it afresh,
+            // under what is planned on it.
+            conn.view.forget_reads(&reads);
+        }
+        if let Err(s) = super::reads::read(
+            self.run,
+            &target,
+            &mut conn,
+            &reads,
+            become_.as_ref(),
+            self.run.opts.command_timeout,
+        ) {
+            return s;
+        }
+        let planned = match module.plan(&conn.view) {
+            Ok(p) => p,
+            Err(e) => return Step::new(TaskStatus::Failed, e.to_string()),
+        };
+        let outputs = module.output(&conn.view);
+        for (k, v) in &outputs {
+            if let Some(text) = v.as_str().filter(|_| crate::secret::is_secret_name(k)) {
+                self.run.redactor.register(text);
+            }
+        }
+        *self.outputs.borrow_mut() = outputs;
+        let (ops, diffs) = match planned {
+            Planned::NoChange { reason } => return Step::new(TaskStatus::Ok, reason),
+            Planned::Change { ops, diffs } => (ops, diffs),
+        };
+        let mode = if task.check_mode.unwrap_or(self.run.opts.check) {
+            Mode::Check
+        } else {
+            Mode::Apply
+        };
+        let target = Target {
+            name: &target,
+            delegated,
+            become_: become_.as_ref(),
+        };
+        let mut step = self.realise(task, module, &target, &mut conn, ops, diffs, mode);
+        drop(conn);
+        if let Some(out) = step.ran.take() {
+            step = self.command_result(task, ctx, step, *out);
+        }
+        step
+    }
+
+    /// A command's result as Ansible registers it, then `failed_when` and `changed_when`.
+    fn command_result(&self, task: &Task, ctx: &Value, step: Step, out: ExecOutput) -> Step {
+        let what = format!("task {:?}", task.display_name());
+        let diffs = step.diffs;
+        let mut status = step.status;
+        let mut msg = step.msg;
+        let mut step = Step::new(status, msg.clone());
+        {
+            let stdout = out.stdout_lossy();
+            let stderr = out.stderr_lossy();
+            step.set("rc", Value::from(out.status));
+            step.set("stdout", Value::from(stdout.trim_end_matches('\n')));
+            step.set("stderr", Value::from(stderr.trim_end_matches('\n')));
+            step.set(
+                "stdout_lines",
+                Value::from(stdout.lines().map(str::to_string).collect::<Vec<_>>()),
+            );
+            step.set(
+                "stderr_lines",
+                Value::from(stderr.lines().map(str::to_string).collect::<Vec<_>>()),
+            );
+            let mut rctx: BTreeMap<String, Value> = BTreeMap::new();
+            if let Ok(iter) = ctx.try_iter() {
+                for k in iter {
+                    if let (Some(key), Ok(v)) = (k.as_str(), ctx.get_item(&k)) {
+                        rctx.insert(key.to_string(), v);
+                    }
+                }
+            }
+            for (k, v) in &step.registered {
+                rctx.insert(k.clone(), v.clone());
+            }
+            rctx.insert("result".into(), step.value());
+            if let Some(reg) = &task.register {
+                rctx.insert(reg.clone(), step.value());
+            }
+            let rctx = Value::from(rctx);
+            match self.cond(&task.failed_when, &rctx, &format!("{what} failed_when")) {
+                Err(e) => return Step::new(TaskStatus::Failed, e),
+                Ok(Some(f)) => {
+                    status = if f {
+                        TaskStatus::Failed
+                    } else {
+                        TaskStatus::Changed
+                    };
+                    if !f {
+                        msg = "changed".into();
+                    }
+                }
+                Ok(None) => {}
+            }
+            if status != TaskStatus::Failed {
+                match self.cond(&task.changed_when, &rctx, &format!("{what} changed_when")) {
+                    Err(e) => return Step::new(TaskStatus::Failed, e),
+                    Ok(Some(false)) => {
+                        status = TaskStatus::Ok;
+                        msg = "ran; changed_when was false".into();
+                    }
+                    _ => {}
+                }
+            }
+            let registered = std::mem::take(&mut step.registered);
+            step = Step::new(status, msg);
+            for (k, v) in registered {
+                if !["changed", "failed", "msg", "skipped"].contains(&k.as_str()) {
+                    step.set(&k, v);
+                }
+            }
+        }
+        if step.status == TaskStatus::Changed || step.status == TaskStatus::Failed {
+            step.diffs = diffs;
+        }
+        step
+    }
+}
+
+fn worst(a: TaskStatus, b: TaskStatus) -> TaskStatus {
+    let rank = |s: TaskStatus| match s {
+        TaskStatus::Skipped => 0,
+        TaskStatus::Ok => 1,
+        TaskStatus::Changed => 2,
+        TaskStatus::Failed => 3,
+        TaskStatus::Unreachable => 4,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn value_map(v: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    if let Ok(iter) = v.try_iter() {
+        for k in iter {
+            if let (Some(key), Ok(val)) = (k.as_str(), v.get_item(&k)) {
+                out.insert(key.to_string(), val);
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn dummy_task() -> Task {
+    crate::playbook::parse(
+        "- hosts: all\n  tasks: [{command: 'true'}]\n",
+        std::path::Path::new("-"),
+    )
+    .expect("static playbook")
+    .plays
+    .remove(0)
+    .tasks
+    .remove(0)
+}
