@@ -162,7 +162,13 @@ mod tests {
 
     #[test]
     fn argv0() {
-        assert_eq!(crate::invoked_as("/usr/bin/journalctl"), Some("journalctl"));
-        assert_eq!(crate::invoked_as("/usr/bin/systemctl"), Some("systemctl"));
+        assert_eq!(
+            crate::standin::invoked_as("/usr/bin/journalctl"),
+            Some("journalctl")
+        );
+        assert_eq!(
+            crate::standin::invoked_as("/usr/bin/systemctl"),
+            Some("systemctl")
+        );
     }
 }

@@ -294,9 +294,12 @@ fn list_units_shows_active_ones() {
 
 #[test]
 fn argv0_decides_the_stand_in() {
-    assert_eq!(crate::invoked_as("/usr/bin/systemctl"), Some("systemctl"));
-    assert_eq!(crate::invoked_as("systemctl"), Some("systemctl"));
-    assert_eq!(crate::invoked_as("/usr/bin/bootstrapctl"), None);
+    assert_eq!(
+        crate::standin::invoked_as("/usr/bin/systemctl"),
+        Some("systemctl")
+    );
+    assert_eq!(crate::standin::invoked_as("systemctl"), Some("systemctl"));
+    assert_eq!(crate::standin::invoked_as("/usr/bin/bootstrapctl"), None);
 }
 
 #[test]

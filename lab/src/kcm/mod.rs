@@ -1,4 +1,4 @@
-//! kube-controller-manager STAND-IN for the lab (the bootstrapctl binary run as
+//! kube-controller-manager STAND-IN for the lab (the stand-in binary run as
 //! `kube-controller-manager`). It parses the real binary's flags (unknown or removed ones exit
 //! 1), reaches the API server through `--kubeconfig` like the real one, and runs four
 //! controllers as a poll loop (one pass every second, no watches): bootstrapsigner,

@@ -1,4 +1,4 @@
-//! kubelet STAND-IN for the lab (the bootstrapctl binary run as `kubelet`). It reads the real
+//! kubelet STAND-IN for the lab (the stand-in binary run as `kubelet`). It reads the real
 //! kubelet's flags (removed ones such as `--network-plugin` or `--container-runtime` are unknown
 //! flags, exit 1) and the KubeletConfiguration file, then does what the real kubelet does for
 //! TLS bootstrapping: client certificate from `--kubeconfig`, or bootstrap through
