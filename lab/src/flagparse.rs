@@ -10,6 +10,9 @@ pub(crate) enum Kind {
     Value,
 }
 
+/// The Kubernetes version the component stand-ins report.
+pub(crate) const VERSION: &str = "v1.32.0-bootstrapctl-lab-stand-in";
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Flags {
     pub(crate) values: BTreeMap<String, Vec<String>>,
@@ -25,6 +28,19 @@ impl Flags {
     }
     pub(crate) fn has(&self, name: &str) -> bool {
         self.values.contains_key(name)
+    }
+    /// `--help`/`-h` prints `help`, `--version` the stand-ins' version; true when either did, and
+    /// the component should exit 0 without starting.
+    pub(crate) fn answered_help_or_version(&self, help: &str) -> bool {
+        if self.has("help") || self.has("h") {
+            print!("{help}");
+            return true;
+        }
+        if self.has("version") {
+            println!("Kubernetes {VERSION}");
+            return true;
+        }
+        false
     }
     /// A boolean flag: Some(true/false) when given, Err for a value that is not a Go bool.
     pub(crate) fn bool(&self, name: &str) -> Result<Option<bool>, String> {

@@ -131,12 +131,7 @@ struct Config {
 
 fn configure(args: &[String]) -> Result<Option<Config>, String> {
     let f = flagparse::parse(args, &|n| flagparse::kind_in(n, VALUE_FLAGS, BOOL_FLAGS))?;
-    if f.has("help") || f.has("h") {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    if f.has("version") {
-        println!("Kubernetes v1.32.0-bootstrapctl-lab-stand-in");
+    if f.answered_help_or_version(HELP) {
         return Ok(None);
     }
     if let Some(a) = f.args.first() {

@@ -135,12 +135,7 @@ fn yaml_bool(v: &Value, key: &str) -> Result<Option<bool>, String> {
 pub(crate) fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError> {
     let f = flagparse::parse(args, &|n| flagparse::kind_in(n, VALUE_FLAGS, BOOL_FLAGS))
         .map_err(ConfigError::Flag)?;
-    if f.has("help") || f.has("h") {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    if f.has("version") {
-        println!("Kubernetes v1.32.0-bootstrapctl-lab-stand-in");
+    if f.answered_help_or_version(HELP) {
         return Ok(None);
     }
     for b in BOOL_FLAGS {

@@ -130,7 +130,7 @@ fn status(s: &Settings, old: &Value) -> Value {
             cond("Ready", "True", "KubeletReady", "kubelet is posting ready status (bootstrapctl lab stand-in: runs no pods)"),
         ],
         "addresses": addresses,
-        "nodeInfo": {"kubeletVersion": "v1.32.0-bootstrapctl-lab-stand-in", "operatingSystem": "linux",
+        "nodeInfo": {"kubeletVersion": crate::flagparse::VERSION, "operatingSystem": "linux",
             "architecture": std::env::consts::ARCH, "containerRuntimeVersion": "none://lab-stand-in",
             "kubeProxyVersion": "", "osImage": "bootstrapctl lab host", "kernelVersion": "",
             "machineID": "", "systemUUID": "", "bootID": ""},
