@@ -15,7 +15,6 @@ pub mod flags;
 pub mod hoststate;
 pub mod inventory;
 pub mod k8s;
-pub mod lab;
 pub mod modules;
 pub mod pki;
 pub mod plan;
@@ -29,9 +28,7 @@ pub mod vars;
 
 use clap::Parser;
 
-use cli::args::{
-    Cli, Command, DiscoveryCommand, InventoryCommand, LabCommand, PkiCommand, TokenCommand,
-};
+use cli::args::{Cli, Command, DiscoveryCommand, InventoryCommand, PkiCommand, TokenCommand};
 use cli::commands;
 
 /// Command-line tools die quietly on a closed pipe (`bootstrapctl ... | head`) instead of
@@ -46,14 +43,12 @@ pub fn die_quietly_on_closed_pipe() {
     }
 }
 
-/// Identifies this build; `lab up` uses a `bootstrapctl-standin` only from the same build.
-pub const BUILD_ID: &str = env!("BOOTSTRAPCTL_BUILD_ID");
-
 /// Entry point: returns the process exit code.
 pub fn run(args: Vec<String>) -> i32 {
     // The lab bind-mounts a stand-in binary (this one when the slimmer bootstrapctl-standin
     // is not beside it) as systemctl, journalctl and the kube-* components in each host.
-    if let Some(code) = lab::standin_main(&args) {
+    #[cfg(feature = "lab")]
+    if let Some(code) = bootstrapctl_lab::standin_main(&args) {
         return code;
     }
     die_quietly_on_closed_pipe();
@@ -75,15 +70,8 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Inventory(InventoryCommand::List { inventory, limit }) => {
             commands::inventory::list(&inventory, limit.as_deref())
         }
-        Command::Lab(LabCommand::Up {
-            workers,
-            control_planes,
-            dir,
-            port,
-            subnet,
-        }) => commands::lab::up(&dir, workers, control_planes, port, subnet),
-        Command::Lab(LabCommand::Down { dir }) => commands::lab::down(&dir),
-        Command::Lab(LabCommand::Status { dir }) => commands::lab::status(&dir),
+        #[cfg(feature = "lab")]
+        Command::Lab(lab) => commands::lab::run(lab),
         Command::Discovery(DiscoveryCommand::Verify {
             token,
             cluster_info,
@@ -121,7 +109,6 @@ pub fn run(args: Vec<String>) -> i32 {
             groups,
             expiration,
         }) => commands::token::validate(&token, &groups, expiration.as_deref()),
-        Command::Lab(LabCommand::Reboot { host, dir }) => commands::lab::reboot(&dir, &host),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,7 @@ pub enum Command {
     #[command(subcommand)]
     Inventory(InventoryCommand),
     /// A local fleet of real OpenSSH hosts in namespaces on 127.x addresses (Linux, root).
+    #[cfg(feature = "lab")]
     #[command(subcommand)]
     Lab(LabCommand),
     /// Bootstrap tokens: generate one, or check one offline with the API server's rules.
@@ -213,6 +214,7 @@ pub enum InventoryCommand {
     },
 }
 
+#[cfg(feature = "lab")]
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Start the lab hosts.

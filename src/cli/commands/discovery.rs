@@ -5,6 +5,8 @@ use std::path::Path;
 use crate::error::Error;
 use crate::k8s::{discovery, token::BootstrapToken};
 
+mod fetch;
+
 pub fn verify(
     token: &str,
     file: Option<&Path>,
@@ -20,24 +22,13 @@ pub fn verify(
             serde_yaml::from_str(&text)
                 .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?
         }
-        (None, Some(url)) => {
-            use crate::lab::kube::{Api, Client, Kubeconfig};
-            // Anonymous and without checking the serving certificate, as kubeadm's first fetch:
-            // trust comes from the JWS and the CA pin below.
-            let kc = Kubeconfig {
-                server: url.trim_end_matches('/').to_string(),
-                insecure: true,
-                ..Default::default()
-            };
-            let client = Client::new(&kc, "bootstrapctl-discovery").map_err(Error::Config)?;
-            match client.get("/api/v1/namespaces/kube-public/configmaps/cluster-info") {
-                Ok(v) => v,
-                Err(e) => {
-                    println!("invalid: fetching cluster-info from {url}: {e}");
-                    return Ok(1);
-                }
+        (None, Some(url)) => match fetch::cluster_info(url) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("invalid: fetching cluster-info from {url}: {e}");
+                return Ok(1);
             }
-        }
+        },
         (None, None) => {
             return Err(Error::Usage(
                 "give --cluster-info FILE or --server URL".into(),

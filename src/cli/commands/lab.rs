@@ -1,9 +1,28 @@
-//! `lab up|down|status|reboot`: the local fleet.
+//! `lab up|down|status|reboot`: the local fleet, through the bootstrapctl-lab crate's API.
+#![cfg(feature = "lab")]
 
 use std::path::Path;
 
+use bootstrapctl_lab::{self as lab, LabSpec};
+
+use crate::cli::args::LabCommand;
 use crate::error::Error;
-use crate::lab::{self, LabSpec};
+
+/// Runs one `lab` subcommand.
+pub fn run(cmd: LabCommand) -> Result<i32, Error> {
+    match cmd {
+        LabCommand::Up {
+            workers,
+            control_planes,
+            dir,
+            port,
+            subnet,
+        } => up(&dir, workers, control_planes, port, subnet),
+        LabCommand::Down { dir } => down(&dir),
+        LabCommand::Status { dir } => status(&dir),
+        LabCommand::Reboot { host, dir } => reboot(&dir, &host),
+    }
+}
 
 pub fn up(
     dir: &Path,

@@ -1,0 +1,371 @@
+//! The object store that stands in for etcd: objects as JSON keyed by (resource, namespace,
+//! name), one global resourceVersion counter, a bounded event log for watches, and a state
+//! file rewritten atomically (temp file + fsync + rename) after every change, so a restart
+//! keeps everything.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// Key: (resource plural, namespace or "", name).
+pub(crate) type Key = (String, String, String);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) rv: u64,
+    pub(crate) kind: &'static str,
+    pub(crate) resource: String,
+    pub(crate) namespace: String,
+    pub(crate) object: Value,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    AlreadyExists,
+    NotFound,
+    /// resourceVersion precondition failed.
+    Conflict,
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    events: VecDeque<Event>,
+}
+
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    file: Option<PathBuf>,
+}
+
+const EVENT_LOG: usize = 4096;
+
+impl Store {
+    /// Open (or create) the store whose state file is `dir/state.json`; `None` keeps it in memory.
+    pub(crate) fn open(dir: Option<&Path>) -> Result<Store, String> {
+        let mut inner = Inner::default();
+        let file = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                let f = d.join("state.json");
+                if let Ok(text) = std::fs::read_to_string(&f) {
+                    let v: Value =
+                        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+                    inner.rv = v["resourceVersion"].as_u64().unwrap_or(0);
+                    for o in v["objects"].as_array().into_iter().flatten() {
+                        let key = (
+                            o["resource"].as_str().unwrap_or("").to_string(),
+                            o["object"]["metadata"]["namespace"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_string(),
+                            o["object"]["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_string(),
+                        );
+                        inner.objects.insert(key, o["object"].clone());
+                    }
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Store {
+            inner: Mutex::new(inner),
+            changed: Condvar::new(),
+            file,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&(resource.to_string(), ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Objects of a resource, in one namespace or (None) all; sorted by namespace then name.
+    pub(crate) fn list(&self, resource: &str, ns: Option<&str>) -> (Vec<Value>, u64) {
+        let g = self.lock();
+        let items = g
+            .objects
+            .iter()
+            .filter(|((r, n, _), _)| r == resource && ns.is_none_or(|want| want == n))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, g.rv)
+    }
+
+    pub(crate) fn create(&self, resource: &str, mut obj: Value) -> Result<Value, StoreError> {
+        let mut g = self.lock();
+        let key = key_of(resource, &obj);
+        if g.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        g.rv += 1;
+        let rv = g.rv;
+        let meta = meta_mut(&mut obj);
+        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        if has_spec(resource) {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        g.objects.insert(key, obj.clone());
+        self.record(&mut g, "ADDED", resource, &obj);
+        Ok(obj)
+    }
+
+    /// Replace an object. `precondition`: the resourceVersion the client read (None = any).
+    /// uid, creationTimestamp are kept; generation bumps when anything but metadata/status changed.
+    pub(crate) fn update(
+        &self,
+        resource: &str,
+        mut obj: Value,
+        precondition: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let mut g = self.lock();
+        let key = key_of(resource, &obj);
+        let Some(old) = g.objects.get(&key).cloned() else {
+            return Err(StoreError::NotFound);
+        };
+        if let Some(want) = precondition.filter(|s| !s.is_empty()) {
+            if old["metadata"]["resourceVersion"].as_str() != Some(want) {
+                return Err(StoreError::Conflict);
+            }
+        }
+        if strip(&old) == strip(&obj) && old["metadata"] == merged_meta(&old, &obj)["metadata"] {
+            // No-op update: nothing is written, resourceVersion stays (as etcd3 storage does).
+            return Ok(old);
+        }
+        g.rv += 1;
+        let rv = g.rv;
+        let mut generation = old["metadata"]["generation"].as_i64().unwrap_or(0);
+        if has_spec(resource) && strip(&old) != strip(&obj) {
+            generation += 1;
+        }
+        let meta = meta_mut(&mut obj);
+        for k in ["uid", "creationTimestamp"] {
+            meta.insert(k.into(), old["metadata"][k].clone());
+        }
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        if has_spec(resource) {
+            meta.insert("generation".into(), json!(generation));
+        }
+        g.objects.insert(key, obj.clone());
+        self.record(&mut g, "MODIFIED", resource, &obj);
+        Ok(obj)
+    }
+
+    pub(crate) fn delete(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        let mut g = self.lock();
+        let mut obj =
+            g.objects
+                .remove(&(resource.to_string(), ns.to_string(), name.to_string()))?;
+        g.rv += 1;
+        let rv = g.rv;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        self.record(&mut g, "DELETED", resource, &obj);
+        Some(obj)
+    }
+
+    /// Delete every namespaced object in `ns` (namespace deletion, done at once).
+    pub(crate) fn delete_namespace_contents(&self, ns: &str) {
+        let keys: Vec<Key> = self
+            .lock()
+            .objects
+            .keys()
+            .filter(|(_, n, _)| n == ns)
+            .cloned()
+            .collect();
+        for (r, n, name) in keys {
+            self.delete(&r, &n, &name);
+        }
+    }
+
+    fn record(&self, g: &mut Inner, kind: &'static str, resource: &str, obj: &Value) {
+        g.events.push_back(Event {
+            rv: g.rv,
+            kind,
+            resource: resource.to_string(),
+            namespace: obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            object: obj.clone(),
+        });
+        while g.events.len() > EVENT_LOG {
+            g.events.pop_front();
+        }
+        if let Some(f) = &self.file {
+            if let Err(e) = save(f, g) {
+                eprintln!("kube-apiserver (stand-in): writing {}: {e}", f.display());
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Events after `since` for a resource (and namespace), waiting up to `wait` for one.
+    /// Err(()) when `since` is older than the event log ("too old resource version").
+    pub(crate) fn events_after(
+        &self,
+        since: u64,
+        resource: &str,
+        ns: Option<&str>,
+        wait: Duration,
+    ) -> Result<Vec<Event>, ()> {
+        let mut g = self.lock();
+        if let Some(first) = g.events.front() {
+            if since + 1 < first.rv && since < g.rv {
+                return Err(());
+            }
+        }
+        let pick = |g: &Inner| -> Vec<Event> {
+            g.events
+                .iter()
+                .filter(|e| {
+                    e.rv > since && e.resource == resource && ns.is_none_or(|n| n == e.namespace)
+                })
+                .cloned()
+                .collect()
+        };
+        let got = pick(&g);
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        g = self
+            .changed
+            .wait_timeout(g, wait)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+        Ok(pick(&g))
+    }
+}
+
+fn save(file: &Path, g: &Inner) -> std::io::Result<()> {
+    use std::io::Write;
+    let objects: Vec<Value> = g
+        .objects
+        .iter()
+        .map(|((r, _, _), o)| json!({"resource": r, "object": o}))
+        .collect();
+    let doc = json!({"resourceVersion": g.rv, "objects": objects});
+    let tmp = file.with_extension(format!("json.tmp.{}", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        f.write_all(&serde_json::to_vec(&doc)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, file)
+}
+
+fn key_of(resource: &str, obj: &Value) -> Key {
+    (
+        resource.to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Resources whose objects carry metadata.generation (those with a spec/rules/subjects body).
+fn has_spec(resource: &str) -> bool {
+    !matches!(resource, "secrets" | "configmaps")
+}
+
+fn strip(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+/// `new`'s metadata with the server-owned fields of `old` (to compare for no-op updates).
+fn merged_meta(old: &Value, new: &Value) -> Value {
+    let mut n = new.clone();
+    let m = meta_mut(&mut n);
+    for k in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+        if old["metadata"].get(k).is_some() {
+            m.insert(k.into(), old["metadata"][k].clone());
+        } else {
+            m.remove(k);
+        }
+    }
+    n
+}
+
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
+    let o = obj.as_object_mut().expect("object");
+    if !o.get("metadata").is_some_and(Value::is_object) {
+        o.insert("metadata".into(), json!({}));
+    }
+    o.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("metadata object")
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::now_utc());
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A random (v4-shaped) UID.
+pub(crate) fn new_uid() -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes(),
+    );
+    h.update(N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let b = h.finalize();
+    let x: String = b[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
+}

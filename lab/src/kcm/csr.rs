@@ -1,0 +1,619 @@
+//! csrapproving and csrsigning for kubelet client certificates
+//! (signerName `kubernetes.io/kube-apiserver-client-kubelet`), as upstream:
+//! * approving: a CSR whose request is a valid node client CSR is approved (condition
+//!   Approved, reason AutoApproved, via /approval) when its requester may `create`
+//!   `certificatesigningrequests/selfnodeclient` (renewal: requester username == CSR CN) or
+//!   `certificatesigningrequests/nodeclient`. The check is a SubjectAccessReview through the
+//!   API; when the server does not serve SubjectAccessReview (404) the stand-in evaluates RBAC
+//!   itself from the ClusterRoleBindings and ClusterRoles it can read.
+//! * signing: an approved, not failed, not yet issued kubelet client CSR is signed with the
+//!   cluster signing cert/key for min(--cluster-signing-duration, spec.expirationSeconds) and
+//!   the certificate written via /status.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::super::kube::{klog, Api, ApiError};
+use super::super::pki;
+use super::super::timefmt;
+
+pub(crate) const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+pub(crate) const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const SAR: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+const CRBS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+const CRS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles";
+
+/// What a CSR's PEM asks for, as far as kubelet client validation needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) common_name: String,
+    pub(crate) organizations: Vec<String>,
+    pub(crate) dns: usize,
+    pub(crate) emails: usize,
+    pub(crate) ips: usize,
+    pub(crate) uris: usize,
+}
+
+pub(crate) fn parse_request(pem: &str) -> Result<Request, String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+    let (cn, orgs) = pki::csr_subject(pem).map_err(|e| e.to_string())?;
+    let mut r = Request {
+        common_name: cn,
+        organizations: orgs,
+        ..Request::default()
+    };
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&p.contents)
+            .map_err(|e| e.to_string())?;
+    if let Some(exts) = req.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for n in &san.general_names {
+                    match n {
+                        GeneralName::DNSName(_) => r.dns += 1,
+                        GeneralName::RFC822Name(_) => r.emails += 1,
+                        GeneralName::IPAddress(_) => r.ips += 1,
+                        GeneralName::URI(_) => r.uris += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Upstream's kubelet client CSR validation: O exactly [system:nodes], no SANs, CN prefixed
+/// `system:node:`, usages exactly {digital signature, client auth} with key encipherment allowed.
+pub(crate) fn validate_kubelet_client(r: &Request, usages: &[String]) -> Result<(), String> {
+    if r.organizations != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if r.dns > 0 {
+        return Err("DNS subjectAltNames are not allowed".into());
+    }
+    if r.emails > 0 {
+        return Err("Email subjectAltNames are not allowed".into());
+    }
+    if r.ips > 0 {
+        return Err("IP subjectAltNames are not allowed".into());
+    }
+    if r.uris > 0 {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    if !r.common_name.starts_with("system:node:") {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    let mut u: Vec<&str> = usages.iter().map(String::as_str).collect();
+    u.sort();
+    u.dedup();
+    let ok = u == ["client auth", "digital signature"]
+        || u == ["client auth", "digital signature", "key encipherment"];
+    if !ok {
+        return Err("usages did not match [client auth digital signature key encipherment]".into());
+    }
+    Ok(())
+}
+
+fn request_pem(csr: &Value) -> Result<String, String> {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(csr["spec"]["request"].as_str().unwrap_or(""))
+        .map_err(|e| format!("spec.request: {e}"))?;
+    String::from_utf8(b).map_err(|e| format!("spec.request: {e}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_condition(csr: &Value, kind: &str) -> bool {
+    csr["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter().any(|c| {
+            c["type"].as_str() == Some(kind) && c["status"].as_str().unwrap_or("True") == "True"
+        })
+    })
+}
+
+fn csr_name(csr: &Value) -> String {
+    csr["metadata"]["name"].as_str().unwrap_or("").to_string()
+}
+
+/// Built-in ClusterRoles the approval depends on, for a server that serves none of them.
+fn builtin_rules(role: &str) -> Option<Value> {
+    Some(match role {
+        "cluster-admin" => json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient" => json!([{
+            "apiGroups": ["certificates.k8s.io"],
+            "resources": ["certificatesigningrequests/nodeclient"], "verbs": ["create"]}]),
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient" => json!([{
+            "apiGroups": ["certificates.k8s.io"],
+            "resources": ["certificatesigningrequests/selfnodeclient"], "verbs": ["create"]}]),
+        _ => return None,
+    })
+}
+
+fn has(list: &Value, want: &str) -> bool {
+    strings(list).iter().any(|s| s == "*" || s == want)
+}
+
+fn rule_allows(rule: &Value, subresource: &str) -> bool {
+    let res = format!("certificatesigningrequests/{subresource}");
+    let star_sub = format!("*/{subresource}");
+    has(&rule["verbs"], "create")
+        && has(&rule["apiGroups"], "certificates.k8s.io")
+        && strings(&rule["resources"])
+            .iter()
+            .any(|r| r == "*" || *r == res || *r == star_sub)
+        && strings(&rule["resourceNames"]).is_empty()
+}
+
+/// RBAC evaluated by the stand-in (cluster scope: CSRs are cluster-scoped, so only
+/// ClusterRoleBindings can grant them).
+pub(crate) fn rbac_allows(
+    api: &dyn Api,
+    user: &str,
+    groups: &[String],
+    subresource: &str,
+) -> Result<bool, ApiError> {
+    for b in api.list(CRBS)? {
+        let matches = b["subjects"].as_array().is_some_and(|subs| {
+            subs.iter().any(|s| {
+                let name = s["name"].as_str().unwrap_or("");
+                match s["kind"].as_str().unwrap_or("") {
+                    "User" => name == user,
+                    "Group" => groups.iter().any(|g| g == name),
+                    "ServiceAccount" => {
+                        user == format!(
+                            "system:serviceaccount:{}:{name}",
+                            s["namespace"].as_str().unwrap_or("")
+                        )
+                    }
+                    _ => false,
+                }
+            })
+        });
+        if !matches || b["roleRef"]["kind"].as_str() != Some("ClusterRole") {
+            continue;
+        }
+        let role = b["roleRef"]["name"].as_str().unwrap_or("");
+        let rules = match api.get(&format!("{CRS}/{role}")) {
+            Ok(r) => r["rules"].clone(),
+            Err(e) if e.not_found() => builtin_rules(role).unwrap_or(Value::Null),
+            Err(e) => return Err(e),
+        };
+        if rules
+            .as_array()
+            .is_some_and(|rs| rs.iter().any(|r| rule_allows(r, subresource)))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// SubjectAccessReview for the CSR's requester; local RBAC evaluation when SAR is not served.
+fn authorize(api: &dyn Api, csr: &Value, subresource: &str) -> Result<bool, ApiError> {
+    let spec = &csr["spec"];
+    let user = spec["username"].as_str().unwrap_or("");
+    let groups = strings(&spec["groups"]);
+    let sar = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user, "groups": groups, "uid": spec["uid"], "extra": spec["extra"],
+            "resourceAttributes": {"group": "certificates.k8s.io", "resource": "certificatesigningrequests",
+                "verb": "create", "subresource": subresource},
+        },
+    });
+    match api.post(SAR, &sar) {
+        Ok(r) => Ok(r["status"]["allowed"].as_bool() == Some(true)),
+        Err(e) if e.code == 404 || e.code == 405 => rbac_allows(api, user, &groups, subresource),
+        Err(e) => Err(e),
+    }
+}
+
+/// One pass of csrapproving. Returns the names approved.
+pub(crate) fn approve(api: &dyn Api) -> Result<Vec<String>, ApiError> {
+    let mut approved = Vec::new();
+    for mut csr in api.list(CSRS)? {
+        let name = csr_name(&csr);
+        if has_condition(&csr, "Approved")
+            || has_condition(&csr, "Denied")
+            || csr["status"]["certificate"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+            || csr["spec"]["signerName"].as_str() != Some(KUBELET_CLIENT_SIGNER)
+        {
+            continue;
+        }
+        let req = match request_pem(&csr).and_then(|p| parse_request(&p)) {
+            Ok(r) => r,
+            Err(e) => {
+                klog(
+                    'E',
+                    "sarapprove.go:80",
+                    &format!("\"Unable to parse csr\" err=\"{e}\" csr=\"{name}\""),
+                );
+                continue;
+            }
+        };
+        if validate_kubelet_client(&req, &strings(&csr["spec"]["usages"])).is_err() {
+            continue;
+        }
+        let user = csr["spec"]["username"].as_str().unwrap_or("").to_string();
+        let mut tried = Vec::new();
+        let recognizers = [
+            (
+                user == req.common_name,
+                "selfnodeclient",
+                "Auto approving self kubelet client certificate after SubjectAccessReview.",
+            ),
+            (
+                true,
+                "nodeclient",
+                "Auto approving kubelet client certificate after SubjectAccessReview.",
+            ),
+        ];
+        let mut done = false;
+        for (applies, sub, message) in recognizers {
+            if !applies {
+                continue;
+            }
+            tried.push(sub);
+            if authorize(api, &csr, sub)? {
+                let cond = json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
+                    "message": message, "lastUpdateTime": timefmt::now_rfc3339(),
+                    "lastTransitionTime": timefmt::now_rfc3339()});
+                let status = csr["status"].as_object().cloned().unwrap_or_default();
+                csr["status"] = Value::Object(status);
+                match csr["status"]["conditions"].as_array_mut() {
+                    Some(c) => c.push(cond),
+                    None => csr["status"]["conditions"] = json!([cond]),
+                }
+                api.put(&format!("{CSRS}/{name}/approval"), &csr)?;
+                klog(
+                    'I',
+                    "sarapprove.go:95",
+                    &format!("\"{message}\" csr=\"{name}\" reason=\"AutoApproved\""),
+                );
+                approved.push(name.clone());
+                done = true;
+                break;
+            }
+        }
+        if !done && !tried.is_empty() {
+            klog(
+                'I',
+                "sarapprove.go:100",
+                &format!(
+                    "recognized csr \"{name}\" as [{}] but subject access review was not approved",
+                    tried.join(" ")
+                ),
+            );
+        }
+    }
+    Ok(approved)
+}
+
+/// The cluster signing pair, loaded from the flags' files.
+pub(crate) struct Signer {
+    pub(crate) ca: pki::Ca,
+    pub(crate) duration: Duration,
+}
+
+/// One pass of csrsigning. Returns the names signed.
+pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiError> {
+    let mut signed = Vec::new();
+    for mut csr in api.list(CSRS)? {
+        let name = csr_name(&csr);
+        if !has_condition(&csr, "Approved")
+            || has_condition(&csr, "Failed")
+            || csr["status"]["certificate"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+            || csr["spec"]["signerName"].as_str() != Some(KUBELET_CLIENT_SIGNER)
+        {
+            continue;
+        }
+        let pem = request_pem(&csr);
+        let valid = pem
+            .clone()
+            .and_then(|p| parse_request(&p))
+            .and_then(|r| validate_kubelet_client(&r, &strings(&csr["spec"]["usages"])));
+        if let Err(e) = valid {
+            let cond = json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                "message": e, "lastUpdateTime": timefmt::now_rfc3339()});
+            match csr["status"]["conditions"].as_array_mut() {
+                Some(c) => c.push(cond),
+                None => csr["status"]["conditions"] = json!([cond]),
+            }
+            api.put(&format!("{CSRS}/{name}/status"), &csr)?;
+            klog(
+                'E',
+                "signer.go:118",
+                &format!("\"Signer validation failed\" csr=\"{name}\" err=\"{e}\""),
+            );
+            continue;
+        }
+        let mut validity = signer.duration;
+        if let Some(s) = csr["spec"]["expirationSeconds"].as_u64() {
+            validity = validity.min(Duration::from_secs(s));
+        }
+        let cert = match signer.ca.sign_csr(&pem.unwrap_or_default(), validity) {
+            Ok(c) => c,
+            Err(e) => {
+                klog(
+                    'E',
+                    "signer.go:130",
+                    &format!("\"Unable to sign csr\" csr=\"{name}\" err=\"{e}\""),
+                );
+                continue;
+            }
+        };
+        csr["status"]["certificate"] =
+            Value::from(base64::engine::general_purpose::STANDARD.encode(cert));
+        api.put(&format!("{CSRS}/{name}/status"), &csr)?;
+        klog('I', "signer.go:140", &format!("\"Signed certificate signing request\" csr=\"{name}\" signerName=\"{KUBELET_CLIENT_SIGNER}\" validity=\"{}s\"", validity.as_secs()));
+        signed.push(name);
+    }
+    Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::fake::FakeApi;
+
+    fn usages(u: &[&str]) -> Vec<String> {
+        u.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn node_csr_validation_table() {
+        let good = Request {
+            common_name: "system:node:worker-01".into(),
+            organizations: vec!["system:nodes".into()],
+            ..Request::default()
+        };
+        let ds_ca = usages(&["digital signature", "client auth"]);
+        let table: Vec<(Request, Vec<String>, Result<(), &str>)> = vec![
+            (good.clone(), ds_ca.clone(), Ok(())),
+            (
+                good.clone(),
+                usages(&["key encipherment", "digital signature", "client auth"]),
+                Ok(()),
+            ),
+            (
+                good.clone(),
+                usages(&["client auth", "digital signature", "client auth"]),
+                Ok(()),
+            ),
+            (
+                good.clone(),
+                usages(&["digital signature", "client auth", "server auth"]),
+                Err("usages did not match [client auth digital signature key encipherment]"),
+            ),
+            (
+                good.clone(),
+                usages(&["client auth"]),
+                Err("usages did not match [client auth digital signature key encipherment]"),
+            ),
+            (
+                Request {
+                    organizations: vec![],
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("subject organization is not system:nodes"),
+            ),
+            (
+                Request {
+                    organizations: vec!["system:nodes".into(), "system:masters".into()],
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("subject organization is not system:nodes"),
+            ),
+            (
+                Request {
+                    organizations: vec!["system:masters".into()],
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("subject organization is not system:nodes"),
+            ),
+            (
+                Request {
+                    common_name: "system:bootstrap:abcdef".into(),
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("subject common name does not begin with system:node:"),
+            ),
+            (
+                Request {
+                    dns: 1,
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("DNS subjectAltNames are not allowed"),
+            ),
+            (
+                Request {
+                    emails: 1,
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("Email subjectAltNames are not allowed"),
+            ),
+            (
+                Request {
+                    ips: 1,
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("IP subjectAltNames are not allowed"),
+            ),
+            (
+                Request {
+                    uris: 1,
+                    ..good.clone()
+                },
+                ds_ca.clone(),
+                Err("URI subjectAltNames are not allowed"),
+            ),
+        ];
+        for (i, (r, u, want)) in table.into_iter().enumerate() {
+            assert_eq!(
+                validate_kubelet_client(&r, &u),
+                want.map_err(str::to_string),
+                "row {i}"
+            );
+        }
+    }
+
+    fn csr_object(name: &str, cn: &str, user: &str, groups: &[&str]) -> Value {
+        let key = pki::new_key_pem().unwrap();
+        let pem = pki::csr_pem(&key, cn, &["system:nodes".to_string()]).unwrap();
+        json!({"metadata": {"name": name}, "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": KUBELET_CLIENT_SIGNER, "usages": ["digital signature", "client auth"],
+            "username": user, "groups": groups}, "status": {}})
+    }
+
+    fn crb(name: &str, role: &str, group: &str) -> Value {
+        json!({"metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"}]})
+    }
+
+    #[test]
+    fn approves_only_with_rbac_then_signs() {
+        let api = FakeApi::default();
+        // A server without SubjectAccessReview: RBAC is evaluated from the bindings.
+        api.fail.borrow_mut().insert(
+            SAR.into(),
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        );
+        api.insert(
+            &format!("{CSRS}/node-csr-a"),
+            csr_object(
+                "node-csr-a",
+                "system:node:worker-01",
+                "system:bootstrap:abcdef",
+                &["system:bootstrappers", "system:authenticated"],
+            ),
+        );
+        api.insert(
+            &format!("{CSRS}/csr-renew"),
+            csr_object(
+                "csr-renew",
+                "system:node:worker-01",
+                "system:node:worker-01",
+                &["system:nodes", "system:authenticated"],
+            ),
+        );
+        assert!(approve(&api).unwrap().is_empty(), "no binding, no approval");
+
+        api.insert(
+            &format!("{CRBS}/auto-approve-csrs-for-group"),
+            crb(
+                "auto-approve-csrs-for-group",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                "system:bootstrappers",
+            ),
+        );
+        assert_eq!(approve(&api).unwrap(), ["node-csr-a"]);
+        let a = api.obj(&format!("{CSRS}/node-csr-a")).unwrap();
+        assert_eq!(a["status"]["conditions"][0]["reason"], "AutoApproved");
+        assert_eq!(a["status"]["conditions"][0]["type"], "Approved");
+
+        api.insert(
+            &format!("{CRBS}/auto-approve-renewals-for-nodes"),
+            crb(
+                "auto-approve-renewals-for-nodes",
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+                "system:nodes",
+            ),
+        );
+        assert_eq!(approve(&api).unwrap(), ["csr-renew"]);
+        assert!(
+            approve(&api).unwrap().is_empty(),
+            "approved ones are left alone"
+        );
+
+        let ca = pki::Ca::generate("kubernetes").unwrap();
+        let signer = Signer {
+            ca,
+            duration: Duration::from_secs(3600),
+        };
+        let mut signed = sign(&api, &signer).unwrap();
+        signed.sort();
+        assert_eq!(signed, ["csr-renew", "node-csr-a"]);
+        let a = api.obj(&format!("{CSRS}/node-csr-a")).unwrap();
+        let cert = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(a["status"]["certificate"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            pki::cert_subject(&cert).unwrap(),
+            (
+                "system:node:worker-01".to_string(),
+                vec!["system:nodes".to_string()]
+            )
+        );
+        assert!(sign(&api, &signer).unwrap().is_empty());
+    }
+
+    #[test]
+    fn subject_access_review_answer_is_used_when_served() {
+        struct Sar(FakeApi, bool);
+        impl Api for Sar {
+            fn get(&self, p: &str) -> Result<Value, ApiError> {
+                self.0.get(p)
+            }
+            fn post(&self, p: &str, b: &Value) -> Result<Value, ApiError> {
+                if p == SAR {
+                    assert_eq!(b["spec"]["resourceAttributes"]["subresource"], "nodeclient");
+                    assert_eq!(b["spec"]["user"], "system:bootstrap:abcdef");
+                    return Ok(json!({"status": {"allowed": self.1}}));
+                }
+                self.0.post(p, b)
+            }
+            fn put(&self, p: &str, b: &Value) -> Result<Value, ApiError> {
+                self.0.put(p, b)
+            }
+            fn delete(&self, p: &str) -> Result<(), ApiError> {
+                self.0.delete(p)
+            }
+        }
+        for allowed in [false, true] {
+            let api = Sar(FakeApi::default(), allowed);
+            api.0.insert(
+                &format!("{CSRS}/x"),
+                csr_object(
+                    "x",
+                    "system:node:w",
+                    "system:bootstrap:abcdef",
+                    &["system:bootstrappers"],
+                ),
+            );
+            assert_eq!(approve(&api).unwrap().len(), usize::from(allowed));
+        }
+    }
+}
