@@ -6,9 +6,9 @@ pub mod conn;
 pub mod executor;
 pub mod host;
 pub mod lock;
-pub mod reporter;
 mod reads;
 mod realise;
+pub mod reporter;
 pub mod result;
 mod task;
 
