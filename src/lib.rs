@@ -25,12 +25,12 @@ pub mod secret;
 pub mod template;
 pub mod transport;
 pub mod vars;
+pub mod vault;
+pub mod yaml11;
 
 use clap::Parser;
 
-use cli::args::{
-    Cli, Command, DiscoveryCommand, InventoryCommand, LabCommand, PkiCommand, TokenCommand,
-};
+use cli::args::{Cli, Command, DiscoveryCommand, LabCommand, PkiCommand, TokenCommand};
 use cli::commands;
 
 /// Command-line tools die quietly on a closed pipe (`bootstrapctl ... | head`) instead of
@@ -71,9 +71,7 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
         Command::Join { run, ttl } => commands::join::run(run, &ttl),
-        Command::Inventory(InventoryCommand::List { inventory, limit }) => {
-            commands::inventory::list(&inventory, limit.as_deref())
-        }
+        Command::Inventory(command) => commands::inventory::run(command),
         Command::Lab(LabCommand::Up {
             workers,
             control_planes,

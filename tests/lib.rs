@@ -10,6 +10,8 @@ mod e2e;
 mod engine;
 mod faults;
 mod host_keys;
+mod inventory_differential;
+mod inventory_errors;
 mod secrets;
 mod ssh_laptop;
 mod token_cli;

@@ -368,8 +368,20 @@ impl RunSettings {
             .collect()
     }
 
+    /// The inventory with group_vars/host_vars beside it and beside the playbook file.
     pub fn load_inventory(&self) -> Result<Inventory, Error> {
-        Inventory::load(&self.inventory_path).map_err(|e| Error::Config(e.to_string()))
+        let playbook_dir = match &self.playbook {
+            PlaybookSource::File(p) => p.parent().map(Path::to_path_buf),
+            PlaybookSource::Embedded(_) => None,
+        };
+        let vault = crate::vault::Vault::from_sources(&[], false)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let options = crate::inventory::LoadOptions {
+            sources: vec![self.inventory_path.clone()],
+            playbook_dir,
+            vault,
+        };
+        Inventory::load_with(&options).map_err(|e| Error::Config(e.to_string()))
     }
 }
 
