@@ -392,3 +392,35 @@ fn wrong_vault_password_names_the_file() {
     assert_eq!(code, 2, "{err}");
     assert!(err.starts_with("error: group_vars/databases/vault.yml: it is vault-encrypted, but no vault password was given"), "{err}");
 }
+
+#[test]
+fn vault_password_file_may_be_a_script_or_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fixture("inventory/corpus/vault");
+    let d = tempdir("vault-script");
+    let script = d.join("pw.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'correct horse battery staple'\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let list = |extra: &[&str], env: Option<&Path>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["inventory", "host", "-i", "hosts.yml", "db1"])
+            .args(extra)
+            .current_dir(&dir);
+        match env {
+            Some(p) => cmd.env("ANSIBLE_VAULT_PASSWORD_FILE", p),
+            None => cmd.env_remove("ANSIBLE_VAULT_PASSWORD_FILE"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Json>(&out.stdout).unwrap()
+    };
+    let by_script = list(&["--vault-password-file", script.to_str().unwrap()], None);
+    let by_env = list(&[], Some(&dir.join("vault-password")));
+    assert_eq!(by_script, by_env);
+    assert_eq!(by_script["vault_db_password"], "<redacted>");
+    assert_eq!(by_script["vault_port"], 5432);
+}

@@ -10,6 +10,7 @@ mod e2e;
 mod engine;
 mod faults;
 mod host_keys;
+mod inventory_apply;
 mod inventory_differential;
 mod inventory_errors;
 mod secrets;

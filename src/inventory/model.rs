@@ -16,12 +16,8 @@ use super::error::InventoryError;
 use super::files::Files;
 use super::pattern::{Pattern, Universe};
 use super::raw::Raw;
+pub use super::raw::{ALL, UNGROUPED};
 use super::sources;
-
-/// The implicit group every host belongs to.
-pub const ALL: &str = "all";
-/// The implicit group of hosts that belong to no group other than `all`.
-pub const UNGROUPED: &str = "ungrouped";
 
 /// What to load: the `-i` sources in order, the playbook's directory (its `group_vars/` and
 /// `host_vars/` come last), and the vault passwords.

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use serde_yaml::{Mapping, Value};
 
 use super::connection;
-use super::model::{ALL, UNGROUPED};
+
+/// The implicit group every host belongs to.
+pub const ALL: &str = "all";
+/// The implicit group of hosts that belong to no group other than `all`.
+pub const UNGROUPED: &str = "ungrouped";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Raw {
