@@ -21,6 +21,10 @@ const CASES: &[(&str, &str)] = &[
         "error: bad-yaml.yml: not an inventory in a format Ansible reads:\n  yaml: bad-yaml.yml:3:20: while parsing a flow sequence, expected ',' or ']'\n  ini: bad-yaml.yml:1: Invalid host pattern 'all:' supplied, ending in ':' is not allowed, this character is reserved to provide a port.\n",
     ),
     (
+        "bad-vars/hosts",
+        "error: bad-vars/group_vars/web.yml:2:6: mapping values are not allowed in this context\n",
+    ),
+    (
         "int-host.yml",
         "error: int-host.yml:3:5: group \"all\": host pattern 1234 must be a string; enclose integers and floats in quotation marks\n",
     ),
