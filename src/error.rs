@@ -46,6 +46,8 @@ pub enum Error {
     Playbook(#[from] PlaybookError),
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error("reading the vault password")]
+    Vault(#[from] crate::vault::VaultError),
     /// A message-only configuration error, for commands that have no typed cause to keep.
     #[error("{0}")]
     Config(String),
@@ -134,6 +136,10 @@ pub enum CommandError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("no group {0:?} in the inventory")]
+    NoGroup(String),
+    #[error("no host {0:?} in the inventory")]
+    NoHost(String),
     #[error("{0:?} is not a token id ([a-z0-9]{{6}})")]
     TokenId(String),
 }
@@ -154,6 +160,7 @@ impl Error {
             | Error::Inventory(_)
             | Error::Playbook(_)
             | Error::Command(_)
+            | Error::Vault(_)
             | Error::Config(_) => exit::USAGE,
         }
     }

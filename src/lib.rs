@@ -25,10 +25,12 @@ pub mod shell;
 pub mod template;
 pub mod transport;
 pub mod vars;
+pub mod vault;
+pub mod yaml11;
 
 use clap::Parser;
 
-use cli::args::{Cli, Command, DiscoveryCommand, InventoryCommand, PkiCommand, TokenCommand};
+use cli::args::{Cli, Command, DiscoveryCommand, PkiCommand, TokenCommand};
 use cli::commands;
 
 /// Command-line tools die quietly on a closed pipe (`bootstrapctl ... | head`) instead of
@@ -67,9 +69,7 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
         Command::Join { run, ttl } => commands::join::run(run, &ttl),
-        Command::Inventory(InventoryCommand::List { inventory, limit }) => {
-            commands::inventory::list(&inventory, limit.as_deref())
-        }
+        Command::Inventory(command) => commands::inventory::run(command),
         #[cfg(feature = "lab")]
         Command::Lab(lab) => commands::lab::run(lab),
         Command::Discovery(DiscoveryCommand::Verify {

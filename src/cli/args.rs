@@ -205,13 +205,47 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
-    /// List matched hosts with their groups and address.
+    /// List matched hosts with their groups and address, or (`--output json`) the inventory
+    /// as `ansible-inventory --list` prints it.
     List {
-        #[arg(short, long, value_name = "FILE")]
-        inventory: PathBuf,
+        #[command(flatten)]
+        source: InventorySource,
         #[arg(short, long, value_name = "PATTERN")]
         limit: Option<String>,
+        /// `json`: the shape of `ansible-inventory --list` (vault values redacted).
+        #[arg(long, value_name = "FORMAT")]
+        output: Option<String>,
     },
+    /// The group tree, as `ansible-inventory --graph [GROUP]`.
+    Graph {
+        #[command(flatten)]
+        source: InventorySource,
+        #[arg(default_value = "all")]
+        group: String,
+    },
+    /// One host's variables as JSON, as `ansible-inventory --host NAME`.
+    Host {
+        #[command(flatten)]
+        source: InventorySource,
+        name: String,
+    },
+}
+
+/// Where an inventory comes from, as Ansible's `-i`, `--playbook-dir` and vault options.
+#[derive(Debug, Args)]
+pub struct InventorySource {
+    /// Inventory file or directory (YAML or INI); may be given several times.
+    #[arg(short, long, value_name = "FILE", required = true)]
+    pub inventory: Vec<PathBuf>,
+    /// Also read group_vars/ and host_vars/ beside the playbook in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
+    /// Vault password file (an executable one is run); may be given several times.
+    #[arg(long, value_name = "FILE")]
+    pub vault_password_file: Vec<PathBuf>,
+    /// Prompt for the vault password.
+    #[arg(long)]
+    pub ask_vault_pass: bool,
 }
 
 #[cfg(feature = "lab")]

@@ -370,8 +370,19 @@ impl RunSettings {
             .collect()
     }
 
-    pub fn load_inventory(&self) -> Result<Inventory, crate::inventory::InventoryError> {
-        Inventory::load(&self.inventory_path)
+    /// The inventory with group_vars/host_vars beside it and beside the playbook file.
+    pub fn load_inventory(&self) -> Result<Inventory, crate::error::Error> {
+        let playbook_dir = match &self.playbook {
+            PlaybookSource::File(p) => p.parent().map(Path::to_path_buf),
+            PlaybookSource::Embedded(_) => None,
+        };
+        let vault = crate::vault::Vault::from_sources(&[], false)?;
+        let options = crate::inventory::LoadOptions {
+            sources: vec![self.inventory_path.clone()],
+            playbook_dir,
+            vault,
+        };
+        Ok(Inventory::load_with(&options)?)
     }
 }
 

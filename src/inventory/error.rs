@@ -47,6 +47,20 @@ pub enum InventoryError {
         var: String,
         message: String,
     },
+    /// A vaulted file or value that cannot be decrypted.
+    #[error("{}: {source}", .file.display())]
+    Vault {
+        file: PathBuf,
+        #[source]
+        source: crate::vault::VaultError,
+    },
+    /// A file that neither the YAML nor the INI reader accepts.
+    #[error("{}: not an inventory in a format Ansible reads:\n  yaml: {yaml}\n  ini: {ini}", .file.display())]
+    Format {
+        file: PathBuf,
+        yaml: String,
+        ini: String,
+    },
     /// A host pattern that cannot be parsed.
     #[error("bad host pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
@@ -59,13 +73,14 @@ pub enum InventoryError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub file: PathBuf,
-    /// 1-based line and column.
+    /// 1-based line and column (column 0: unknown, as in INI errors).
     pub position: Option<(usize, usize)>,
 }
 
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
+            Some((line, 0)) => write!(f, "{}:{line}", self.file.display()),
             Some((line, column)) => write!(f, "{}:{line}:{column}", self.file.display()),
             None => write!(f, "{}", self.file.display()),
         }

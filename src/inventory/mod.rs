@@ -1,18 +1,26 @@
-//! The inventory: Ansible's YAML inventory format, host ranges, variable precedence, host patterns.
+//! The inventory as Ansible reads it: YAML and INI files, directories of them, several `-i`
+//! sources, `group_vars/`/`host_vars/`, vault, host ranges, variable precedence, host patterns.
 //!
-//! `Inventory::load` reads a file (`loader` walks the YAML keeping positions for errors,
-//! `range` expands `worker-[01:50]`), `model` resolves group membership and variable
-//! precedence, and `pattern` implements `Inventory::select` for play `hosts:` and `--limit`.
+//! `sources` reads each `-i` (trying `yaml` then `ini`) into `raw`, `files` reads vars files
+//! and decrypts vaults, `model` resolves membership, host order and precedence, `pattern`
+//! selects hosts, `output` renders what `ansible-inventory` prints.
 
 mod connection;
 mod error;
-mod loader;
+mod files;
+mod ini;
 mod model;
+mod output;
 mod pattern;
+mod pylit;
 mod range;
+mod raw;
+mod sources;
+mod yaml;
 
 pub use error::{InventoryError, Place};
-pub use model::{Host, Inventory, ALL, UNGROUPED};
+pub use model::{Group, Host, Inventory, LoadOptions, ALL, UNGROUPED};
+pub use output::{graph, host_json, list_json};
 
 #[cfg(test)]
 mod fixtures;

@@ -1,30 +1,54 @@
-//! The resolved inventory: hosts with their groups and merged variables, and group membership.
+//! The resolved inventory: hosts with their groups and merged variables, group membership in
+//! Ansible's host order, and the variable precedence of Ansible's "Understanding variable
+//! precedence" table (inventory file vars < `group_vars/` beside the inventory < beside the
+//! playbook, `all` before other groups, host vars last, in the same three layers).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::vault::Vault;
+
 use super::connection;
-use super::error::{InventoryError, Place};
-use super::loader::{self, Raw};
-use super::pattern::Pattern;
+use super::error::InventoryError;
+use super::files::Files;
+use super::pattern::{Pattern, Universe};
+use super::raw::Raw;
+pub use super::raw::{ALL, UNGROUPED};
+use super::sources;
 
-/// The implicit group every host belongs to.
-pub const ALL: &str = "all";
-/// The implicit group of hosts that belong to no group other than `all`.
-pub const UNGROUPED: &str = "ungrouped";
+/// What to load: the `-i` sources in order, the playbook's directory (its `group_vars/` and
+/// `host_vars/` come last), and the vault passwords.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub sources: Vec<PathBuf>,
+    pub playbook_dir: Option<PathBuf>,
+    pub vault: Vault,
+}
 
-/// A loaded inventory: hosts in file order and every group's hosts.
+/// A loaded inventory: hosts in creation order and every group's hosts in Ansible's order.
 #[derive(Debug, Clone)]
 pub struct Inventory {
     source: Arc<Path>,
     hosts: Vec<Host>,
     index: HashMap<String, usize>,
-    /// Every group (including `all` and `ungrouped`) → indices of its hosts, descendants'
-    /// included, in inventory order.
-    pub(crate) members: BTreeMap<String, Vec<usize>>,
+    groups: Vec<Group>,
+    group_index: HashMap<String, usize>,
+    secrets: Vec<String>,
+    inline_vaults: HashMap<String, String>,
+    unsafe_strings: HashSet<String>,
+}
+
+/// A group as declared: its own hosts and child groups in the order added, and its hosts with
+/// its descendants' in Ansible's order (`members`).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub children: Vec<String>,
+    members: Vec<usize>,
 }
 
 /// One host, with its groups and its variables merged in precedence order.
@@ -34,28 +58,54 @@ pub struct Host {
     pub name: String,
     /// Every group the host belongs to, ancestors and `all` included, sorted by name.
     pub groups: Vec<String>,
-    /// Group and host variables merged: `all` < parent groups < child groups < the host's own.
+    /// All its variables, merged as Ansible merges them (see the module doc).
     pub vars: Mapping,
     source: Arc<Path>,
 }
 
 impl Inventory {
-    /// Reads and parses the inventory file at `path`.
+    /// Reads one inventory source (file or directory) with its `group_vars/`/`host_vars/`;
+    /// vault passwords from `$ANSIBLE_VAULT_PASSWORD_FILE` when set.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_path_buf(),
+        let vault = Vault::from_sources(&[], false).map_err(|source| InventoryError::Vault {
+            file: path.to_path_buf(),
             source,
         })?;
-        Inventory::parse(&text, path)
+        Inventory::load_with(&LoadOptions {
+            sources: vec![path.to_path_buf()],
+            playbook_dir: None,
+            vault,
+        })
     }
 
-    /// Parses inventory YAML; `source` names the file in error messages.
+    /// Reads every source in order into one inventory, as `ansible -i A -i B` does.
+    pub fn load_with(options: &LoadOptions) -> Result<Inventory, InventoryError> {
+        let mut raw = Raw::new();
+        let mut files = Files::new(options.vault.clone());
+        for source in &options.sources {
+            sources::read_source(source, &mut raw, &mut files)?;
+        }
+        let mut dirs: Vec<PathBuf> = options
+            .sources
+            .iter()
+            .map(|s| sources::basedir(s))
+            .collect();
+        let inventory_dirs = dirs.len();
+        dirs.extend(options.playbook_dir.clone());
+        let first = options.sources.first().cloned().unwrap_or_default();
+        resolve(raw, &first, &dirs, inventory_dirs, &mut files)
+    }
+
+    /// Parses inventory text (YAML or INI) without reading any vars files; `source` names the
+    /// file in error messages.
     pub fn parse(text: &str, source: &Path) -> Result<Inventory, InventoryError> {
-        let raw = loader::read(text, source)?;
-        resolve(raw, text, source)
+        let mut raw = Raw::new();
+        let mut files = Files::new(Vault::none());
+        sources::read_text(text, source, &mut raw, &mut files)?;
+        resolve(raw, source, &[], 0, &mut files)
     }
 
-    /// All hosts in file order (first appearance), each once.
+    /// All hosts in creation order, each once.
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
     }
@@ -67,26 +117,58 @@ impl Inventory {
 
     /// Every group name, `all` and `ungrouped` included, sorted.
     pub fn group_names(&self) -> Vec<String> {
-        self.members.keys().cloned().collect()
+        let mut names: Vec<String> = self.groups.iter().map(|g| g.name.clone()).collect();
+        names.sort();
+        names
     }
 
-    /// The hosts of `group` and of its descendant groups, in inventory order; empty for an
-    /// unknown group.
+    /// Every group in creation order (`all` and `ungrouped` first).
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The group with this name.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.group_index.get(name).map(|&i| &self.groups[i])
+    }
+
+    /// The hosts of `group` and of its descendant groups in Ansible's order (the group's own
+    /// hosts in listing order, then its children's, level by level); empty for an unknown
+    /// group. This is the order of `groups['x']` and of `x[0]` in patterns.
     pub fn group_hosts(&self, group: &str) -> Vec<String> {
-        self.members
-            .get(group)
-            .map(|hosts| hosts.iter().map(|&i| self.hosts[i].name.clone()).collect())
+        self.group(group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|&i| self.hosts[i].name.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// The hosts an Ansible host pattern selects (`all`, `web*`, `a,b`, `web:&prod:!web-3`,
-    /// `web[0:2]`), in inventory order. Selecting no host is an error.
+    /// The hosts an Ansible host pattern selects (`all`, `web*`, `~web\d+`, `a,b`,
+    /// `web:&prod:!web-3`, `web[0:2]`), in Ansible's order. Selecting no host is an error.
     pub fn select(&self, pattern: &str) -> Result<Vec<&Host>, InventoryError> {
         let parsed = Pattern::parse(pattern).map_err(|message| InventoryError::Pattern {
             pattern: pattern.to_string(),
             message,
         })?;
-        let selected = parsed.select(self);
+        let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        let groups: Vec<(&str, &[usize])> = self
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.members.as_slice()))
+            .collect();
+        let universe = Universe {
+            hosts: &names,
+            groups: &groups,
+        };
+        let selected = parsed
+            .select(&universe)
+            .map_err(|message| InventoryError::Pattern {
+                pattern: pattern.to_string(),
+                message,
+            })?;
         if selected.is_empty() {
             return Err(InventoryError::NoMatch {
                 pattern: pattern.to_string(),
@@ -96,9 +178,24 @@ impl Inventory {
         Ok(selected.into_iter().map(|i| &self.hosts[i]).collect())
     }
 
-    /// The file the inventory was read from, as given.
+    /// The first source the inventory was read from, as given.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// Decrypted vault values: secrets for the redactor.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Whether a string was written `!unsafe` (never templated).
+    pub fn is_unsafe(&self, text: &str) -> bool {
+        self.unsafe_strings.contains(text)
+    }
+
+    /// The ciphertext of an inline `!vault` value, given its plaintext.
+    pub fn inline_vault(&self, plaintext: &str) -> Option<&str> {
+        self.inline_vaults.get(plaintext).map(String::as_str)
     }
 }
 
@@ -190,184 +287,201 @@ fn expand_home(file: &str) -> PathBuf {
     }
 }
 
-/// Turns the groups and hosts as declared into hosts with groups and merged variables.
+/// Ansible's `reconcile_inventory`, then each host's variables and each group's host order.
 ///
-/// Variable precedence follows Ansible: groups are applied in order of depth (longest path
-/// from `all`, which is 0), then `ansible_group_priority` (default 1), then name, later
-/// overriding earlier; the host's own variables come last. So `all` < parent < child < host,
-/// and of two sibling groups at the same depth the one whose name sorts later wins. Merging
-/// replaces whole values (Ansible's default `hash_behaviour=replace`).
-fn resolve(mut raw: Raw, text: &str, source: &Path) -> Result<Inventory, InventoryError> {
-    raw.groups.entry(ALL.to_string()).or_default();
-    raw.groups.entry(UNGROUPED.to_string()).or_default();
-    let mut top = std::mem::take(&mut raw.top);
-    if !top.iter().any(|g| g == UNGROUPED) {
-        top.push(UNGROUPED.to_string());
-    }
-    let all = raw.groups.get_mut(ALL).expect("all was just added");
-    for group in top {
-        if !all.children.contains(&group) {
-            all.children.push(group);
+/// Variables, later overriding earlier (Ansible's default `VARIABLE_PRECEDENCE`): `all`'s
+/// inventory vars, the other groups' inventory vars, `group_vars/all` beside each source then
+/// beside the playbook, the other groups' `group_vars/` beside each source then beside the
+/// playbook, the host's inventory vars, `host_vars/` beside each source then the playbook.
+/// Groups are ordered by depth (longest path from `all`), `ansible_group_priority`, name.
+/// Merging replaces whole values (`hash_behaviour=replace`).
+fn resolve(
+    mut raw: Raw,
+    first: &Path,
+    dirs: &[PathBuf],
+    inventory_dirs: usize,
+    files: &mut Files,
+) -> Result<Inventory, InventoryError> {
+    // Groups without a parent are children of `all`, in creation order.
+    for g in 0..raw.groups.len() {
+        if raw.groups[g].name != ALL && raw.groups[g].parents.is_empty() {
+            let name = raw.groups[g].name.clone();
+            raw.add_child(ALL, &name)
+                .expect("a group without parents makes no cycle");
         }
     }
-
-    if let Some(cycle) = find_cycle(&raw) {
-        let (parent, child) = (&cycle[cycle.len() - 2], &cycle[cycle.len() - 1]);
-        let place = Place {
-            file: source.to_path_buf(),
-            position: loader::locate_child(text, parent, child),
-        };
-        return Err(InventoryError::Cycle { place, cycle });
-    }
-
-    let order = topological(&raw);
-    let mut depth: HashMap<&str, usize> = HashMap::new();
-    let mut ancestors: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    for name in &order {
-        let d = depth.get(name.as_str()).copied().unwrap_or(0);
-        let mine = ancestors.remove(name.as_str()).unwrap_or_default();
-        for child in &raw.groups[name].children {
-            let entry = depth.entry(child.as_str()).or_insert(0);
-            *entry = (*entry).max(d + 1);
-            let theirs = ancestors.entry(child.as_str()).or_default();
-            theirs.insert(name.as_str());
-            theirs.extend(mine.iter().copied());
-        }
-        ancestors.insert(name.as_str(), mine);
-    }
-    let mut priority: HashMap<&str, i64> = HashMap::new();
-    for (name, group) in &raw.groups {
-        let value = group.vars.get(connection::GROUP_PRIORITY);
-        // Checked when loaded; a template there cannot be used for ordering, so it counts as 1.
-        let p = value.and_then(|v| connection::integer(v).ok()).unwrap_or(1);
-        priority.insert(name.as_str(), p);
-    }
-
-    let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, group) in &raw.groups {
-        for host in &group.hosts {
-            direct.entry(host.as_str()).or_default().push(name.as_str());
+    let all = raw.group(ALL).expect("all exists");
+    let ungrouped = raw.group(UNGROUPED).expect("ungrouped exists");
+    let mut direct: Vec<Vec<usize>> = vec![Vec::new(); raw.hosts.len()];
+    for (g, group) in raw.groups.iter().enumerate() {
+        for &h in &group.hosts {
+            direct[h].push(g);
         }
     }
+    let mut host_groups: Vec<HashSet<usize>> = Vec::with_capacity(raw.hosts.len());
+    for (h, groups) in direct.iter().enumerate() {
+        let mut set: HashSet<usize> = HashSet::new();
+        for &g in groups {
+            set.insert(g);
+            set.extend(raw.ancestors(g));
+        }
+        if set.contains(&ungrouped) && set.iter().any(|&g| g != all && g != ungrouped) {
+            raw.groups[ungrouped].hosts.retain(|&x| x != h);
+            set.remove(&ungrouped);
+        } else if set.iter().all(|&g| g == all) {
+            raw.groups[ungrouped].hosts.push(h);
+            set.insert(ungrouped);
+            set.insert(all);
+        }
+        set.insert(all);
+        host_groups.push(set);
+    }
 
-    let source: Arc<Path> = Arc::from(source);
+    let depth = depths(&raw, all);
+    let source: Arc<Path> = Arc::from(first);
+    let (inventory, playbook) = dirs.split_at(inventory_dirs);
     let mut hosts = Vec::with_capacity(raw.hosts.len());
-    let mut members: BTreeMap<String, Vec<usize>> = raw
-        .groups
-        .keys()
-        .map(|name| (name.clone(), Vec::new()))
-        .collect();
-    for (i, name) in raw.hosts.iter().enumerate() {
-        let mut groups: BTreeSet<&str> = BTreeSet::from([ALL]);
-        for group in direct.get(name.as_str()).into_iter().flatten() {
-            groups.insert(group);
-            groups.extend(ancestors[group].iter().copied());
+    for (h, rh) in raw.hosts.iter().enumerate() {
+        let mut ordered: Vec<usize> = host_groups[h]
+            .iter()
+            .copied()
+            .filter(|&g| g != all)
+            .collect();
+        ordered.sort_by(|&a, &b| {
+            (depth[a], raw.groups[a].priority, &raw.groups[a].name).cmp(&(
+                depth[b],
+                raw.groups[b].priority,
+                &raw.groups[b].name,
+            ))
+        });
+        let mut vars = raw.groups[all].vars.clone();
+        let merge = |vars: &mut Mapping, more: Mapping| {
+            for (k, v) in more {
+                vars.insert(k, v);
+            }
+        };
+        for &g in &ordered {
+            merge(&mut vars, raw.groups[g].vars.clone());
         }
-        if groups.iter().all(|g| *g == ALL || *g == UNGROUPED) {
-            groups.insert(UNGROUPED);
-        } else {
-            groups.remove(UNGROUPED);
+        for layer in [inventory, playbook] {
+            for dir in layer {
+                merge(&mut vars, files.entity_vars(&dir.join("group_vars"), ALL)?);
+            }
         }
-        let mut ordered: Vec<&str> = groups.iter().copied().collect();
-        ordered.sort_by_key(|g| (depth.get(g).copied().unwrap_or(0), priority[g], *g));
-        let mut vars = Mapping::new();
-        for group in ordered {
-            for (key, value) in &raw.groups[group].vars {
-                if key.as_str() != Some(connection::GROUP_PRIORITY) {
-                    vars.insert(key.clone(), value.clone());
+        for layer in [inventory, playbook] {
+            for dir in layer {
+                for &g in &ordered {
+                    merge(
+                        &mut vars,
+                        files.entity_vars(&dir.join("group_vars"), &raw.groups[g].name)?,
+                    );
                 }
             }
         }
-        for (key, value) in raw.host_vars.get(name).into_iter().flatten() {
-            vars.insert(key.clone(), value.clone());
+        merge(&mut vars, rh.vars.clone());
+        for layer in [inventory, playbook] {
+            for dir in layer {
+                merge(
+                    &mut vars,
+                    files.entity_vars(&dir.join("host_vars"), &rh.name)?,
+                );
+            }
         }
-        for group in &groups {
-            members.get_mut(*group).expect("every group listed").push(i);
-        }
+        let mut names: Vec<String> = host_groups[h]
+            .iter()
+            .map(|&g| raw.groups[g].name.clone())
+            .collect();
+        names.sort();
         hosts.push(Host {
-            name: name.clone(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
+            name: rh.name.clone(),
+            groups: names,
             vars,
-            source: source.clone(),
+            source: Arc::from(rh.source.as_path()),
         });
     }
-    let index = raw
-        .hosts
+    let groups: Vec<Group> = (0..raw.groups.len())
+        .map(|g| Group {
+            name: raw.groups[g].name.clone(),
+            hosts: raw.groups[g]
+                .hosts
+                .iter()
+                .map(|&h| raw.hosts[h].name.clone())
+                .collect(),
+            children: raw.groups[g]
+                .children
+                .iter()
+                .map(|&c| raw.groups[c].name.clone())
+                .collect(),
+            members: members(&raw, g),
+        })
+        .collect();
+    let index = hosts
         .iter()
         .enumerate()
-        .map(|(i, name)| (name.clone(), i))
+        .map(|(i, h)| (h.name.clone(), i))
+        .collect();
+    let group_index = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.name.clone(), i))
         .collect();
     Ok(Inventory {
         source,
         hosts,
         index,
-        members,
+        groups,
+        group_index,
+        secrets: std::mem::take(&mut files.secrets),
+        inline_vaults: std::mem::take(&mut files.inline),
+        unsafe_strings: std::mem::take(&mut files.unsafe_strings),
     })
 }
 
-/// A path of groups from a group back to itself (`[a, b, a]`), if the children form a cycle.
-/// Walks from `all` (every group is reachable from it) in declaration order.
-fn find_cycle(raw: &Raw) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Visiting,
-        Done,
-    }
-    fn visit<'a>(
-        raw: &'a Raw,
-        name: &'a str,
-        marks: &mut HashMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(name) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Visiting) => {
-                let start = path.iter().position(|g| *g == name).expect("on the path");
-                let mut cycle: Vec<String> = path[start..].iter().map(|g| g.to_string()).collect();
-                cycle.push(name.to_string());
-                return Some(cycle);
-            }
-            None => {}
-        }
-        marks.insert(name, Mark::Visiting);
-        path.push(name);
-        for child in &raw.groups[name].children {
-            if let Some(cycle) = visit(raw, child, marks, path) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        marks.insert(name, Mark::Done);
-        None
-    }
-    let mut marks = HashMap::new();
-    let mut path = Vec::new();
-    visit(raw, ALL, &mut marks, &mut path).or_else(|| {
-        // Groups unreachable from `all` cannot exist, but be safe rather than loop.
-        raw.groups
-            .keys()
-            .find_map(|name| visit(raw, name, &mut marks, &mut path))
-    })
-}
-
-/// Groups ordered parents before children (the children graph has no cycle).
-fn topological(raw: &Raw) -> Vec<String> {
-    fn visit(raw: &Raw, name: &str, seen: &mut BTreeSet<String>, out: &mut Vec<String>) {
-        if !seen.insert(name.to_string()) {
+/// Each group's depth: the longest path from `all`.
+fn depths(raw: &Raw, all: usize) -> Vec<usize> {
+    fn visit(raw: &Raw, g: usize, d: usize, depth: &mut [usize]) {
+        if depth[g] > d && d > 0 {
             return;
         }
-        for child in &raw.groups[name].children {
-            visit(raw, child, seen, out);
+        depth[g] = depth[g].max(d);
+        for &c in &raw.groups[g].children {
+            visit(raw, c, d + 1, depth);
         }
-        out.push(name.to_string());
     }
-    let mut seen = BTreeSet::new();
+    let mut depth = vec![0; raw.groups.len()];
+    visit(raw, all, 0, &mut depth);
+    depth
+}
+
+/// A group's hosts as Ansible's `Group.get_hosts`: the group itself, its children in order,
+/// then further descendants level by level; each host once, in the order first met.
+fn members(raw: &Raw, g: usize) -> Vec<usize> {
+    let mut ordered = vec![g];
+    ordered.extend(raw.groups[g].children.iter().copied());
+    let mut seen: HashSet<usize> = ordered.iter().copied().collect();
+    let mut level = ordered.clone();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for &p in &level {
+            for &c in &raw.groups[p].children {
+                if !seen.contains(&c) && !next.contains(&c) {
+                    next.push(c);
+                    ordered.push(c);
+                }
+            }
+        }
+        seen.extend(next.iter().copied());
+        level = next;
+    }
     let mut out = Vec::new();
-    visit(raw, ALL, &mut seen, &mut out);
-    for name in raw.groups.keys() {
-        visit(raw, name, &mut seen, &mut out);
+    let mut taken = HashSet::new();
+    for kid in ordered {
+        for &h in &raw.groups[kid].hosts {
+            if taken.insert(h) {
+                out.push(h);
+            }
+        }
     }
-    out.reverse();
     out
 }
 
@@ -417,7 +531,7 @@ mod tests {
     fn a_group_including_all_is_a_cycle() {
         assert_eq!(
             parse("all:\n  children:\n    x:\n      children:\n        all:\n").unwrap_err(),
-            "inv.yaml:5:9: group \"all\" includes itself: all -> x -> all"
+            "inv.yaml:3:5: group \"x\" includes itself: x -> all -> x"
         );
     }
 
@@ -434,11 +548,11 @@ mod tests {
             ),
             (
                 "all:\n  children:\n    web: yes\n",
-                "inv.yaml:3:10: group \"web\": expected a mapping with hosts, vars or children, found \"yes\"",
+                "inv.yaml:3:10: group \"web\": expected a mapping with hosts, vars or children, found True",
             ),
             (
                 "all:\n  hosts:\n    true:\n",
-                "inv.yaml:3:5: group \"all\": host names must be strings, found true",
+                "inv.yaml:3:5: group \"all\": host pattern True must be a string; enclose integers and floats in quotation marks",
             ),
             (
                 "all:\n  vars:\n    ansible_connection: winrm\n",
@@ -450,7 +564,7 @@ mod tests {
             ),
             (
                 "all:\n---\nall:\n",
-                "inv.yaml: deserializing from YAML containing more than one document is not supported",
+                "inv.yaml: not an inventory in a format Ansible reads:\n  yaml: inv.yaml:3:1: expected a single YAML document, found another one\n  ini: inv.yaml:1: Invalid host pattern 'all:' supplied, ending in ':' is not allowed, this character is reserved to provide a port.",
             ),
         ];
         for (text, want) in cases {

@@ -112,6 +112,93 @@ fn letters(start: &str, end: &str, stride: usize) -> Result<Vec<String>, String>
         .collect())
 }
 
+/// A host entry as Ansible's inventory plugins read it: an optional `:port` (`host:2222`,
+/// `[::1]:2222`), then ranges expanded. An entry Ansible's address parser does not accept is
+/// taken whole as one name, without a port, as Ansible does.
+pub(crate) fn expand_hostpattern(entry: &str) -> Result<(Vec<String>, Option<i64>), String> {
+    let (name, port) = parse_address(entry).unwrap_or_else(|| (entry.to_string(), None));
+    let names = if name.contains('[') {
+        expand(&name)?
+    } else {
+        vec![name]
+    };
+    Ok((names, port))
+}
+
+/// Ansible's `parse_address` (with ranges allowed): `[host]:port`, `host:port`, then the host
+/// must look like an IPv4/IPv6 address or a host name (labels of word characters and `-`, not
+/// ending with `-` or `_`, ranges allowed).
+fn parse_address(entry: &str) -> Option<(String, Option<i64>)> {
+    let mut address = entry.to_string();
+    let mut port = None;
+    if let Some(rest) = address.strip_prefix('[') {
+        if let Some((inner, p)) = rest.rsplit_once("]:") {
+            if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                port = p.parse().ok();
+                address = inner.to_string();
+            }
+        }
+    }
+    if let Some((head, p)) = address.rsplit_once(':') {
+        let mut depth = 0i32;
+        let colon_outside = head.chars().any(|c| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ':' if depth == 0 => return true,
+                _ => {}
+            }
+            false
+        });
+        if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !colon_outside {
+            port = p.parse().ok();
+            address = head.to_string();
+        }
+    }
+    let ipv6 = address.contains(':')
+        && address
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '[' | ']'));
+    let label_ok = |label: &str| {
+        let first = label.chars().next();
+        let last = label.chars().last();
+        let inside_ok = {
+            let mut depth = 0i32;
+            label.chars().all(|c| {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    _ => {}
+                }
+                depth > 0 || c == ']' || c.is_alphanumeric() || c == '_' || c == '-'
+            })
+        };
+        matches!(first, Some(c) if c.is_alphanumeric() || c == '_' || c == '[')
+            && !matches!(last, Some('-' | '_'))
+            && inside_ok
+    };
+    let hostname = !address.is_empty() && split_labels(&address).iter().all(|l| label_ok(l));
+    (ipv6 || hostname).then_some((address, port))
+}
+
+/// Splits on `.` outside brackets.
+fn split_labels(name: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in name.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                out.push(&name[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&name[start..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::expand;

@@ -134,6 +134,9 @@ pub fn execute(
     for h in inventory.hosts() {
         register_secrets(&h.vars, &redactor);
     }
+    for secret in inventory.secrets() {
+        redactor.register(secret);
+    }
     for play in &playbook.plays {
         register_secrets(&play.vars, &redactor);
     }
