@@ -49,10 +49,9 @@ pub enum Error {
     #[error("reading the vault password")]
     Vault(#[from] crate::vault::VaultError),
     /// A message-only configuration error, for commands that have no typed cause to keep.
-    #[error("{0}")]
-    Config(String),
-    #[error("{0}")]
-    Lab(String),
+    #[cfg(feature = "lab")]
+    #[error(transparent)]
+    Lab(#[from] bootstrapctl_lab::LabError),
 }
 
 /// Resolving the command line, the environment and ssh_config into run settings.
@@ -142,6 +141,28 @@ pub enum CommandError {
     NoHost(String),
     #[error("{0:?} is not a token id ([a-z0-9]{{6}})")]
     TokenId(String),
+    #[error("--token")]
+    TokenArg(#[source] TokenError),
+    #[error("reading {}", .path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a cluster-info ConfigMap in YAML or JSON", .path.display())]
+    ClusterInfoFile {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{}: reading certificates", .path.display())]
+    Certificates {
+        path: PathBuf,
+        #[source]
+        source: PkiError,
+    },
+    #[error("finding bootstrapctl's own binary (the lab mounts it as the stand-ins)")]
+    OwnBinary(#[source] std::io::Error),
 }
 
 impl From<SettingsError> for Error {
@@ -154,14 +175,14 @@ impl Error {
     /// The exit code for this error; the only place that maps errors to codes.
     pub fn code(&self) -> i32 {
         match self {
+            #[cfg(feature = "lab")]
             Error::Lab(_) => exit::HOST_FAILED,
             Error::Usage(_)
             | Error::Settings(_)
             | Error::Inventory(_)
             | Error::Playbook(_)
             | Error::Command(_)
-            | Error::Vault(_)
-            | Error::Config(_) => exit::USAGE,
+            | Error::Vault(_) => exit::USAGE,
         }
     }
 

@@ -264,3 +264,46 @@ fn secrets_in_a_failing_argument_print_redacted() {
         assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn discovery_and_pki_errors_name_the_file_and_keep_the_cause() {
+    let d = tempdir("discovery-errors");
+    let not_pem = write(&d, "not-a-cert.pem", "hello\n");
+    let r = run(["pki", "ca-hash", not_pem.as_str()]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        format!("error: {not_pem}: reading certificates\n  caused by: no PEM CERTIFICATE found\n")
+    );
+    let missing = d.join("missing.yaml").display().to_string();
+    let r = run([
+        "discovery",
+        "verify",
+        "--token",
+        "abcdef.0123456789abcdef",
+        "--cluster-info",
+        missing.as_str(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.starts_with(&format!(
+            "error: reading {missing}\n  caused by: No such file"
+        )),
+        "{}",
+        r.stderr
+    );
+    // A malformed token is named by its flag, and never printed back.
+    let r = run([
+        "discovery",
+        "verify",
+        "--token",
+        "ABCDEF.0123456789abcdef",
+        "--cluster-info",
+        missing.as_str(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert_eq!(
+        r.stderr,
+        "error: --token\n  caused by: token does not match the format [a-z0-9]{6}.[a-z0-9]{16}\n"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{CommandError, Error};
 use crate::k8s::{discovery, token::BootstrapToken};
 
 mod fetch;
@@ -14,13 +14,17 @@ pub fn verify(
     pins: &[String],
     skip_ca: bool,
 ) -> Result<i32, Error> {
-    let token = BootstrapToken::parse(token).map_err(|e| Error::Usage(format!("--token: {e}")))?;
+    let token = BootstrapToken::parse(token).map_err(CommandError::TokenArg)?;
     let configmap: serde_json::Value = match (file, server) {
         (Some(f), _) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
-            serde_yaml::from_str(&text)
-                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?
+            let text = std::fs::read_to_string(f).map_err(|source| CommandError::ReadFile {
+                path: f.to_path_buf(),
+                source,
+            })?;
+            serde_yaml::from_str(&text).map_err(|source| CommandError::ClusterInfoFile {
+                path: f.to_path_buf(),
+                source,
+            })?
         }
         (None, Some(url)) => match fetch::cluster_info(url) {
             Ok(v) => v,
@@ -48,10 +52,14 @@ pub fn verify(
 }
 
 pub fn ca_hash(file: &Path) -> Result<i32, Error> {
-    let pem = std::fs::read_to_string(file)
-        .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
-    let hashes = crate::pki::ca_hashes(&pem)
-        .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    let pem = std::fs::read_to_string(file).map_err(|source| CommandError::ReadFile {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let hashes = crate::pki::ca_hashes(&pem).map_err(|source| CommandError::Certificates {
+        path: file.to_path_buf(),
+        source,
+    })?;
     for h in hashes {
         println!("{h}");
     }

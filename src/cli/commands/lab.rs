@@ -31,8 +31,7 @@ pub fn up(
     port: u16,
     subnet: u8,
 ) -> Result<i32, Error> {
-    let self_exe =
-        std::env::current_exe().map_err(|e| Error::Lab(format!("finding own binary: {e}")))?;
+    let self_exe = std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
     let standin_exe = lab::standin_binary(&self_exe);
     let started = std::time::Instant::now();
     let info = match lab::up(&LabSpec {
@@ -57,7 +56,7 @@ pub fn up(
             );
             return Ok(0);
         }
-        Err(e) => return Err(Error::Lab(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     println!(
         "lab up: {} hosts in {:.1}s\n  inventory:   {}\n  known_hosts: {}\n  key:         {}",
@@ -80,13 +79,13 @@ pub fn up(
 }
 
 pub fn down(dir: &Path) -> Result<i32, Error> {
-    let n = lab::down(dir).map_err(|e| Error::Lab(e.to_string()))?;
+    let n = lab::down(dir)?;
     println!("lab down: stopped {n} processes");
     Ok(0)
 }
 
 pub fn status(dir: &Path) -> Result<i32, Error> {
-    let hosts = lab::status(dir).map_err(|e| Error::Lab(e.to_string()))?;
+    let hosts = lab::status(dir)?;
     let mut all_up = true;
     println!("{:<12} {:<20} {:>8}  STATE", "HOST", "ADDRESS", "PID");
     for h in &hosts {
@@ -103,7 +102,7 @@ pub fn status(dir: &Path) -> Result<i32, Error> {
 }
 
 pub fn reboot(dir: &Path, host: &str) -> Result<i32, Error> {
-    lab::reboot(dir, host).map_err(|e| Error::Lab(e.to_string()))?;
+    lab::reboot(dir, host)?;
     println!("lab reboot: {host} stopped its units and started the enabled ones");
     Ok(0)
 }
