@@ -8,9 +8,12 @@ measured right before every workload run, on the same hosts):
   check   `apply --check --diff` on fresh hosts
   first   first apply on fresh hosts
 and prints a table of medians, ratios to the floor, SSH round trips per host on the no-op
-run (from the JSON report) and bootstrapctl's peak RSS. Run as root from the repo root:
+run (from the JSON report) and bootstrapctl's peak RSS. With `--site N`, the shipped site
+playbook on 1 control plane + N workers (stand-in kubelets): its first apply (every Node
+Ready) and its no-op re-run, against the floor of the same N + 1 hosts. Run as root from the
+repo root:
 
-    cargo build --release && python3 bench/fleet.py --hosts 50 200 --runs 5
+    cargo build --release && python3 bench/fleet.py --hosts 50 200 --runs 5 --site 100
 
 Only 127.x loopback addresses are touched; every loop is bounded.
 """
@@ -50,17 +53,18 @@ def run(cmd, check=True, quiet=True, env=None):
 
 
 class Lab:
-    def __init__(self, binary, n, subnet):
+    def __init__(self, binary, n, subnet, control_planes=0):
         self.binary, self.n, self.subnet = binary, n, subnet
+        self.control_planes = control_planes
         self.dir = tempfile.mkdtemp(prefix=f"bsctl-bench-{n}-")
 
     def up(self):
         run([self.binary, "lab", "up", "--workers", str(self.n), "--dir", self.dir,
-             "--subnet", str(self.subnet)])
+             "--control-planes", str(self.control_planes), "--subnet", str(self.subnet)])
         with open(os.path.join(self.dir, "inventory.yaml")) as f:
             self.addresses = [l.split(":", 1)[1].strip() for l in f
                               if l.strip().startswith("ansible_host:")]
-        assert len(self.addresses) == self.n, self.addresses
+        assert len(self.addresses) == self.n + self.control_planes, self.addresses
 
     def down(self):
         run([self.binary, "lab", "down", "--dir", self.dir], check=False)
@@ -91,6 +95,46 @@ class Lab:
         if report:
             cmd += ["--output", "json", report]
         return run(cmd)
+
+    def site(self, report):
+        """The shipped site playbook as a user runs it: no variables given."""
+        return run([self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
+                    "--forks", str(self.n + self.control_planes), "--output", "json", report])
+
+
+def recap(report):
+    with open(report) as f:
+        rep = json.load(f)["recap"]
+    return (sum(h["changed"] for h in rep.values()), max(h["round_trips"] for h in rep.values()))
+
+
+def site_bench(binary, n, runs, subnet):
+    """First site apply (to every Node Ready) on fresh hosts, then no-op re-runs."""
+    lab = Lab(binary, n, subnet, control_planes=1)
+    floor, first, noop = [], [], []
+    rss = 0
+    try:
+        lab.up()
+        lab.floor()
+        report = os.path.join(lab.dir, "site.json")
+        for i in range(runs):
+            if i:
+                lab.fresh()
+            floor.append(lab.floor())
+            t, r = lab.site(report)
+            first.append(t)
+            rss = max(rss, r)
+        for _ in range(runs):
+            floor.append(lab.floor())
+            t, r = lab.site(report)
+            noop.append(t)
+            rss = max(rss, r)
+        changed, trips = recap(report)
+        return {"floor": median(floor), "first": median(first), "noop": median(noop)}, \
+            trips, changed, rss
+    finally:
+        lab.down()
+        shutil.rmtree(lab.dir, ignore_errors=True)
 
 
 def median(xs):
@@ -200,6 +244,8 @@ def main():
     ap.add_argument("--hosts", type=int, nargs="*", default=[50, 200])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrapctl"))
+    ap.add_argument("--site", type=int, nargs="*", default=[], metavar="N",
+                    help="the shipped site playbook on 1 control plane + N workers")
     ap.add_argument("--compare", type=int, nargs="*", metavar="N",
                     help="also run Ansible and pyinfra on N hosts (installed into bench/.venv)")
     ap.add_argument("--compare-runs", type=int, default=3,
@@ -219,6 +265,18 @@ def main():
         print(f"{n:>5} {f:7.2f} {rows['noop']:7.2f} {rows['noop']/f:6.2f} "
               f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
               f"{rows['first']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
+              + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
+        sys.stdout.flush()
+    for i, n in enumerate(a.site):
+        if i == 0:
+            print(f"\nshipped site playbook, 1 control plane + N workers ({a.runs} runs; medians "
+                  "in seconds; floor of the same N + 1 hosts):")
+            print(f"{'N':>5} {'floor':>7} {'first (Ready)':>14} {'ratio':>6} {'no-op':>7} "
+                  f"{'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
+        rows, trips, changed, rss = site_bench(a.binary, n, a.runs, 200 + i)
+        f = rows["floor"]
+        print(f"{n:>5} {f:7.2f} {rows['first']:14.2f} {rows['first']/f:6.2f} {rows['noop']:7.2f} "
+              f"{rows['noop']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
               + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
         sys.stdout.flush()
     for i, n in enumerate(a.compare or []):
