@@ -161,6 +161,7 @@ pub enum CommandError {
         #[source]
         source: PkiError,
     },
+    #[cfg(feature = "lab")]
     #[error("finding bootstrapctl's own binary (the lab mounts it as the stand-ins)")]
     OwnBinary(#[source] std::io::Error),
 }

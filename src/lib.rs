@@ -5,28 +5,41 @@
 //! what the tasks need in one batch (`hoststate`), and for each task a `modules` planner returns
 //! `plan::Planned` (NoChange or ops + diffs), which the executor applies (or, in `--check`,
 //! simulates on the host's view) → `report` prints progress, diffs, recap and JSON, all through
-//! the `secret::Redactor`.
+//! the `secret::Redactor`. `--check` is exact by construction: the host view is a snapshot
+//! plus an overlay of planned changes, and `engine::realise` is the one place where check
+//! and apply part.
+//!
+//! Dependencies point one way: cli → engine → modules → plan/hoststate; engine → transport;
+//! report → engine (the `Reporter` trait is the engine's); quoting through `shell`. The lab is
+//! another crate of the workspace (`bootstrapctl-lab`), reached through its API only, behind
+//! the default `lab` feature.
+//!
+//! The public surface is what the binary and the integration tests need, nothing more:
+//! [`run`] (the whole CLI), [`transport`] (the SSH client, which the tests drive against real
+//! sshd and ssh-agent processes) and [`vault`] (Ansible Vault, for tests that decrypt what the
+//! real `ansible-vault` wrote). Everything else is private to the crate, so the compiler
+//! reports any item nothing uses.
 
-pub mod cli;
-pub mod content;
-pub mod engine;
-pub mod error;
-pub mod flags;
-pub mod hoststate;
-pub mod inventory;
-pub mod k8s;
-pub mod modules;
-pub mod pki;
-pub mod plan;
-pub mod playbook;
-pub mod report;
-pub mod secret;
-pub mod shell;
-pub mod template;
+mod cli;
+mod content;
+mod engine;
+mod error;
+mod flags;
+mod hoststate;
+mod inventory;
+mod k8s;
+mod modules;
+mod pki;
+mod plan;
+mod playbook;
+mod report;
+mod secret;
+mod shell;
+mod template;
 pub mod transport;
-pub mod vars;
+mod vars;
 pub mod vault;
-pub mod yaml11;
+mod yaml11;
 
 use clap::Parser;
 

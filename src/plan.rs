@@ -106,6 +106,7 @@ pub enum Planned {
     Change { ops: Vec<Op>, diffs: Vec<DiffItem> },
 }
 
+#[cfg(test)]
 impl Planned {
     pub fn is_change(&self) -> bool {
         matches!(self, Planned::Change { .. })

@@ -57,10 +57,6 @@ impl Redactor {
         }
         redact_token_shapes(&out)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.read().expect("redactor lock").is_empty()
-    }
 }
 
 /// Replace every word shaped like a bootstrap token (`id.secret`, 6 + 16 of [a-z0-9]).

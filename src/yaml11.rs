@@ -74,7 +74,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, Yaml11Error> {
 }
 
 /// Parses one document into a `serde_yaml::Value` (null when empty).
-pub fn from_str(text: &str) -> Result<Value, Yaml11Error> {
+#[cfg(test)]
+fn from_str(text: &str) -> Result<Value, Yaml11Error> {
     Ok(parse(text)?.map_or(Value::Null, |n| to_value(&n)))
 }
 

@@ -435,13 +435,6 @@ fn split_hops(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn expand_home(p: &str) -> PathBuf {
-    match p.strip_prefix("~/") {
-        Some(rest) => home().join(rest),
-        None => Path::new(p).to_path_buf(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,7 @@
 //! play; with it the host's view (snapshot + overlay), which also lives for the whole run.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::hoststate::HostView;
 use crate::transport::jump::JumpPool;
@@ -73,16 +71,6 @@ impl HostConn {
 #[derive(Clone, Default)]
 pub struct Pool {
     slots: Arc<HashMap<String, Arc<Mutex<HostConn>>>>,
-    jumps: JumpPool,
-}
-
-pub struct SshDefaults {
-    pub user: String,
-    pub port: u16,
-    pub known_hosts: PathBuf,
-    pub accept_new_host_keys: bool,
-    pub connect_timeout: Duration,
-    pub private_key: Option<PathBuf>,
 }
 
 impl Pool {
@@ -108,17 +96,11 @@ impl Pool {
             .collect();
         Pool {
             slots: Arc::new(slots),
-            jumps,
         }
     }
 
     pub fn get(&self, host: &str) -> Option<Arc<Mutex<HostConn>>> {
         self.slots.get(host).cloned()
-    }
-
-    /// Jump-host connections made so far in this run.
-    pub fn jump_connects(&self) -> u64 {
-        self.jumps.connects()
     }
 
     pub fn round_trips(&self, host: &str) -> u64 {

@@ -17,18 +17,6 @@ pub enum TaskStatus {
     Unreachable,
 }
 
-impl TaskStatus {
-    pub fn label(self) -> &'static str {
-        match self {
-            TaskStatus::Ok => "ok",
-            TaskStatus::Changed => "changed",
-            TaskStatus::Skipped => "skipping",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Unreachable => "unreachable",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskResult {
     pub play: String,

@@ -28,6 +28,7 @@ pub fn active_swap_entries(fstab_text: &str) -> Vec<String> {
 }
 
 /// Device or file names from /proc/swaps, without its `Filename Type ...` header.
+#[cfg(test)]
 pub fn parse_proc_swaps(text: &str) -> Vec<String> {
     text.lines()
         .enumerate()

@@ -39,6 +39,7 @@ pub fn edit_manifest_flags(
 }
 
 /// The container's `command` followed by its `args`: the argv the kubelet will run.
+#[cfg(test)]
 pub fn manifest_args(
     manifest_yaml: &str,
     container: Option<&str>,

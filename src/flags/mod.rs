@@ -12,8 +12,11 @@ pub mod unit;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
 pub use fstab::{active_swap_entries, comment_out_swap, parse_proc_swaps};
+#[cfg(test)]
 pub use manifest::{edit_manifest_flags, manifest_args};
+#[cfg(test)]
 pub use unit::{edit_unit_flags, unit_exec_start_args};
 
 /// One change to a command line. `name` includes its leading dashes, e.g. `--enable-bootstrap-token-auth`.
@@ -26,12 +29,14 @@ pub enum FlagEdit {
 }
 
 impl FlagEdit {
+    #[cfg(test)]
     pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
         FlagEdit::Set {
             name: name.into(),
             value: value.into(),
         }
     }
+    #[cfg(test)]
     pub fn remove(name: impl Into<String>) -> Self {
         FlagEdit::Remove { name: name.into() }
     }

@@ -53,6 +53,7 @@ pub fn edit_unit_flags(unit_text: &str, edits: &[FlagEdit]) -> Result<String, Fl
 /// The argv of the `[Service]` `ExecStart=`, with the `-@:+!|` prefixes stripped from the
 /// executable. Specifiers other than `%%` and variables other than `$$` are left as written,
 /// since their values depend on the host.
+#[cfg(test)]
 pub fn unit_exec_start_args(unit_text: &str) -> Result<Vec<String>, FlagError> {
     let parsed = Parsed::new(unit_text)?;
     let mut argv = parsed.exec.words();

@@ -9,7 +9,7 @@ pub mod read;
 use std::collections::BTreeMap;
 
 pub use kube::{Cluster, KubeRead, ListRef, ObjectRef};
-pub use read::{parse_reads, reads_script, Read, ReadError};
+pub use read::{parse_reads, reads_script, Read};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

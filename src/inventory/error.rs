@@ -13,7 +13,6 @@ use std::path::PathBuf;
 /// FILE:LINE:COLUMN: group "G": unknown key "K" (expected hosts, vars, children)      (Invalid)
 /// FILE:LINE:COLUMN: group "G": host "H": bad range [5:1]: start 5 is greater than end 1
 /// FILE:LINE:COLUMN: host "H": variable ansible_port: expected a port number (1-65535), found "abc"
-/// FILE:LINE:COLUMN: group "G" includes itself: G -> CHILD -> G                      (Cycle)
 /// FILE: host "H": variable V: MESSAGE                     (Var: from the typed accessors on Host)
 /// bad host pattern "P": MESSAGE                           (Pattern)
 /// pattern "P" matches no hosts in FILE                    (NoMatch)
@@ -36,9 +35,6 @@ pub enum InventoryError {
     /// Valid YAML that is not a valid inventory: unknown key, wrong shape, bad range, bad variable.
     #[error("{place}: {message}")]
     Invalid { place: Place, message: String },
-    /// A group includes itself, directly or through other groups; `cycle` starts and ends with it.
-    #[error("{place}: group {:?} includes itself: {}", .cycle[0], .cycle.join(" -> "))]
-    Cycle { place: Place, cycle: Vec<String> },
     /// A connection variable of a host has the wrong type (found by `Host`'s typed accessors).
     #[error("{}: host {host:?}: variable {var}: {message}", .file.display())]
     Var {

@@ -18,8 +18,8 @@ mod raw;
 mod sources;
 mod yaml;
 
-pub use error::{InventoryError, Place};
-pub use model::{Group, Host, Inventory, LoadOptions, ALL, UNGROUPED};
+pub use error::InventoryError;
+pub use model::{Host, Inventory, LoadOptions};
 pub use output::{graph, host_json, list_json};
 
 #[cfg(test)]

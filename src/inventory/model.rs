@@ -66,6 +66,7 @@ pub struct Host {
 impl Inventory {
     /// Reads one inventory source (file or directory) with its `group_vars/`/`host_vars/`;
     /// vault passwords from `$ANSIBLE_VAULT_PASSWORD_FILE` when set.
+    #[cfg(test)]
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let vault = Vault::from_sources(&[], false).map_err(|source| InventoryError::Vault {
             file: path.to_path_buf(),
@@ -98,6 +99,7 @@ impl Inventory {
 
     /// Parses inventory text (YAML or INI) without reading any vars files; `source` names the
     /// file in error messages.
+    #[cfg(test)]
     pub fn parse(text: &str, source: &Path) -> Result<Inventory, InventoryError> {
         let mut raw = Raw::new();
         let mut files = Files::new(Vault::none());
@@ -120,11 +122,6 @@ impl Inventory {
         let mut names: Vec<String> = self.groups.iter().map(|g| g.name.clone()).collect();
         names.sort();
         names
-    }
-
-    /// Every group in creation order (`all` and `ungrouped` first).
-    pub fn groups(&self) -> &[Group] {
-        &self.groups
     }
 
     /// The group with this name.
@@ -200,6 +197,7 @@ impl Inventory {
 }
 
 impl Host {
+    #[cfg(test)]
     /// A host built in code (not read from a file), member of `all` only.
     pub fn new(name: impl Into<String>, vars: Mapping) -> Host {
         Host {

@@ -10,8 +10,6 @@ use time::OffsetDateTime;
 
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
 pub const SECRET_PREFIX: &str = "bootstrap-token-";
-/// Every bootstrap token's user is in this group; extra groups must extend it.
-pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 

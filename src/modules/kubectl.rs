@@ -2,21 +2,12 @@
 //! (the task is delegated there), with an admin kubeconfig: which cluster, and references
 //! to its objects.
 
-use serde::Deserialize;
-
 use super::template::opt;
 use super::{ModuleError, ResolveCx};
 use crate::hoststate::{Cluster, ListRef, ObjectRef};
 use crate::template::Tpl;
 
 pub const DEFAULT_KUBECONFIG: &str = "/etc/kubernetes/admin.kubeconfig";
-
-/// `kubectl` and `kubeconfig` arguments shared by the kube modules.
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct KubectlArgs {
-    pub kubectl: Option<Tpl<String>>,
-    pub kubeconfig: Option<Tpl<String>>,
-}
 
 /// The cluster a kube module talks to, as the delegate host reaches it.
 #[derive(Debug, Clone)]

@@ -50,10 +50,7 @@ pub fn parse_with(
 ) -> Result<Playbook, PlaybookError> {
     let plays = expand(text, path, import, 0)?;
     validate(&plays, path)?;
-    Ok(Playbook {
-        path: path.to_path_buf(),
-        plays,
-    })
+    Ok(Playbook { plays })
 }
 
 fn expand(

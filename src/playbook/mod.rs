@@ -4,4 +4,4 @@ pub mod loader;
 pub mod model;
 
 pub use loader::{load, parse, PlaybookError};
-pub use model::{Cond, Play, Playbook, Serial, Task};
+pub use model::{Cond, Play, Playbook, Task};

@@ -10,7 +10,6 @@ use crate::modules::{canonical_name, ArgsSeed, ModuleArgs};
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
-    pub path: std::path::PathBuf,
     pub plays: Vec<Play>,
 }
 

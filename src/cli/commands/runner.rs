@@ -114,7 +114,6 @@ fn register_secrets(map: &serde_yaml::Mapping, redactor: &Redactor) {
 
 pub struct Finished {
     pub outcome: RunOutcome,
-    pub redactor: Arc<Redactor>,
     pub code: i32,
 }
 
@@ -218,11 +217,7 @@ pub fn execute(
     } else {
         exit::OK
     };
-    Ok(Finished {
-        outcome,
-        redactor,
-        code,
-    })
+    Ok(Finished { outcome, code })
 }
 
 /// A registered value of a host after the run, e.g. `registered(&f, "cp-1", "token")`.
