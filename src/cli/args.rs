@@ -181,8 +181,9 @@ pub struct RunArgs {
     /// OpenSSH client config to read (default ~/.ssh/config; `none` reads none).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
-    /// Retries after a transient connection failure (refused, reset, timeout before the SSH
-    /// banner), waiting 0.5 s, 1 s, 2 s, ... Never for authentication or host-key failures.
+    /// Retries after a connection failure that came fast (refused, reset, unreachable),
+    /// waiting 0.5 s, 1 s, 2 s, ... Never after a timeout (it already waited) nor for
+    /// authentication or host-key failures.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub connect_retries: u32,
     /// Prompt (no echo) for the sudo password used by `become`; else
