@@ -136,6 +136,16 @@ pub enum CommandError {
     },
     #[error("{0:?} is not a token id ([a-z0-9]{{6}})")]
     TokenId(String),
+    #[error("{} already holds {}; nothing was written (--force overwrites them)", .dir.display(), .files.join(", "))]
+    InitExists { dir: PathBuf, files: Vec<String> },
+    #[error("writing {}", .path.display())]
+    InitWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to reset control-plane host(s) {}: resetting one takes its kubelet out of the cluster; pass --allow-control-plane to do it anyway", .hosts.join(", "))]
+    ResetControlPlane { hosts: Vec<String> },
 }
 
 impl From<SettingsError> for Error {

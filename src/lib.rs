@@ -67,6 +67,11 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
         Command::Join { run, ttl } => commands::join::run(run, &ttl),
+        Command::Reset {
+            run,
+            allow_control_plane,
+        } => commands::reset::run(run, allow_control_plane),
+        Command::Init { dir, force } => commands::init::run(&dir, force),
         Command::Inventory(InventoryCommand::List { inventory, limit }) => {
             commands::inventory::list(&inventory, limit.as_deref())
         }

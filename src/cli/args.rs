@@ -30,6 +30,24 @@ pub enum Command {
         #[arg(long, default_value = "15m")]
         ttl: String,
     },
+    /// Take nodes out of the cluster (cordon and delete the Node, stop and disable kubelet,
+    /// remove its certificates and kubeconfigs), as kubeadm reset + kubectl delete node do;
+    /// the next apply joins them again. The shipped reset.yaml on the --limit hosts.
+    Reset {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Also reset hosts of the control_plane group.
+        #[arg(long)]
+        allow_control_plane: bool,
+    },
+    /// Write the shipped playbooks, templates and an example inventory to DIR to customise
+    /// (then `apply -i DIR/inventory.yaml DIR/site.yaml`).
+    Init {
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Inspect an inventory.
     #[command(subcommand)]
     Inventory(InventoryCommand),
