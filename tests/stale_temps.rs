@@ -121,10 +121,12 @@ fn stale_temp_files_stay_while_another_run_holds_the_host() {
     // temp file as if that run were writing it.
     let mut held = false;
     for _ in 0..100 {
-        if lab.ssh(
-            "worker-01",
-            "cat /run/bootstrapctl.lock 2>/dev/null || true",
-        ) != ""
+        if !lab
+            .ssh(
+                "worker-01",
+                "cat /run/bootstrapctl.lock 2>/dev/null || true",
+            )
+            .is_empty()
         {
             held = true;
             break;
