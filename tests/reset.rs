@@ -12,6 +12,15 @@ fn nodes(lab: &Lab) -> String {
     lab.kubectl("get nodes -o name")
 }
 
+/// The host's tree without root's ~/.kube, where any kubectl call caches discovery.
+fn tree(lab: &Lab, host: &str) -> String {
+    lab.tree_hash(host)
+        .lines()
+        .filter(|l| !l.contains("/root/.kube"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn kubelet_files(lab: &Lab, host: &str) -> String {
     lab.ssh(
         host,
@@ -122,14 +131,32 @@ fn reset_refuses_a_control_plane_host_unless_asked() {
         return;
     };
     let inv = lab.inventory().display().to_string();
-    let before = lab.tree_hash("cp-1");
+    let before = tree(&lab, "cp-1");
     let r = run(["reset", "-i", &inv, "--limit", "cp-1"]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert_eq!(
         r.stderr,
         "error: refusing to reset control-plane host(s) cp-1: resetting one takes its kubelet out of the cluster; pass --allow-control-plane to do it anyway\n"
     );
-    assert_eq!(lab.tree_hash("cp-1"), before);
+    assert_eq!(tree(&lab, "cp-1"), before);
+    // Asked for explicitly, it runs (here a preview: this control plane runs no kubelet).
+    let r = run([
+        "reset",
+        "-i",
+        &inv,
+        "--limit",
+        "cp-1",
+        "--allow-control-plane",
+        "--check",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("PLAY [Reset nodes (leave the cluster)] on 1 host(s)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(tree(&lab, "cp-1"), before);
     let r = run(["reset", "-i", &inv]);
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("reset needs --limit"), "{}", r.stderr);
