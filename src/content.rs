@@ -1,5 +1,6 @@
-//! Playbooks and templates shipped inside the binary; files on disk beside a user's playbook
-//! take precedence over them.
+//! Playbooks, templates and the example inventory shipped inside the binary; files on disk
+//! beside a user's playbook take precedence over them (`bootstrapctl init DIR` writes them out
+//! for customising).
 
 pub static PLAYBOOKS: &[(&str, &str)] = &[
     ("site.yaml", include_str!("../playbooks/site.yaml")),
@@ -8,7 +9,11 @@ pub static PLAYBOOKS: &[(&str, &str)] = &[
         include_str!("../playbooks/control-plane.yaml"),
     ),
     ("workers.yaml", include_str!("../playbooks/workers.yaml")),
+    ("reset.yaml", include_str!("../playbooks/reset.yaml")),
 ];
+
+/// The example inventory (3 control planes, 50 workers behind become), as a starting point.
+pub static EXAMPLE_INVENTORY: &str = include_str!("../inventory/example.yaml");
 
 pub static TEMPLATES: &[(&str, &str)] = &[
     (

@@ -141,6 +141,14 @@ pub enum CommandError {
     NoHost(String),
     #[error("{0:?} is not a token id ([a-z0-9]{{6}})")]
     TokenId(String),
+    #[error("{} already holds {}; nothing was written (--force overwrites them)", .dir.display(), .files.join(", "))]
+    InitExists { dir: PathBuf, files: Vec<String> },
+    #[error("writing {}", .path.display())]
+    InitWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("--token")]
     TokenArg(#[source] TokenError),
     #[error("reading {}", .path.display())]
@@ -164,6 +172,8 @@ pub enum CommandError {
     #[cfg(feature = "lab")]
     #[error("finding bootstrapctl's own binary (the lab mounts it as the stand-ins)")]
     OwnBinary(#[source] std::io::Error),
+    #[error("refusing to reset control-plane host(s) {}: resetting one takes its kubelet out of the cluster; pass --allow-control-plane to do it anyway", .hosts.join(", "))]
+    ResetControlPlane { hosts: Vec<String> },
 }
 
 impl From<SettingsError> for Error {

@@ -82,6 +82,11 @@ pub fn run(args: Vec<String>) -> i32 {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
         Command::Join { run, ttl } => commands::join::run(run, &ttl),
+        Command::Reset {
+            run,
+            allow_control_plane,
+        } => commands::reset::run(run, allow_control_plane),
+        Command::Init { dir, force } => commands::init::run(&dir, force),
         Command::Inventory(command) => commands::inventory::run(command),
         #[cfg(feature = "lab")]
         Command::Lab(lab) => commands::lab::run(lab),

@@ -171,7 +171,7 @@ fn ctrl_c_lets_the_running_task_finish_starts_no_other_and_exits_130() {
         1,
         "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: slow\n      shell: sleep 2 && echo done > DIR/slow\n    - name: next\n      copy: {content: x, dest: 'DIR/next'}\n",
     );
-    let child = std::process::Command::new(crate::support::bin())
+    let child = crate::support::command()
         .args(["apply", "-i", &inv, &pb])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -10,16 +10,19 @@ fn recap(report: &std::path::Path, host: &str, field: &str) -> u64 {
 }
 
 #[test]
-fn a_port_that_never_speaks_ssh_is_unreachable_after_the_connect_timeout() {
+fn a_port_that_never_speaks_ssh_is_unreachable_after_one_connect_timeout() {
     let Some(lab) = Lab::up("silent", 2) else {
         return;
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let held = std::thread::spawn(move || {
-        // Accept and say nothing until the client gives up.
-        let (mut s, _) = listener.accept().unwrap();
-        let _ = s.read(&mut [0u8; 64]);
+        // Accept, read what the client sends and say nothing until it gives up. The listener
+        // stays open, so a retry would be accepted again and cost another whole timeout.
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 256];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
     });
     let inv = lab.inventory_with(&format!(
         "        silent:\n          ansible_host: 127.0.0.1\n          ansible_port: {port}\n"
@@ -46,8 +49,18 @@ fn a_port_that_never_speaks_ssh_is_unreachable_after_the_connect_timeout() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert_eq!(recap(&report, "silent", "unreachable"), 1);
     assert!(r.stdout.contains("unreachable: [silent]"), "{}", r.stdout);
+    // One attempt: the host already cost a whole timeout, a retry would cost another.
+    assert!(
+        r.stdout.contains(
+            "SSH handshake timed out after 1s (not retried: the attempt already waited out the connect timeout)"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("attempts)"), "{}", r.stdout);
     assert_eq!(recap(&report, "worker-01", "changed"), 1);
     assert_eq!(recap(&report, "worker-02", "changed"), 1);
+    // The accepting thread ends with the test process.
     drop(held);
 }
 
@@ -64,7 +77,7 @@ fn a_host_whose_sshd_dies_mid_run_is_reported_and_the_others_finish() {
         "- hosts: workers\n  tasks:\n    - name: slow\n      shell: sleep 2\n    - name: after\n      copy: {content: done, dest: /etc/bsctl-after}\n",
     )
     .unwrap();
-    let child = std::process::Command::new(crate::support::bin())
+    let child = crate::support::command()
         .args([
             "apply",
             "-i",
@@ -207,7 +220,7 @@ fn a_second_concurrent_apply_on_the_same_host_fails_with_a_clear_message() {
     let fast = out.join("fast.yaml");
     std::fs::write(&fast, "- hosts: workers\n  tasks:\n    - name: quick\n      shell: echo two >> /etc/bsctl-lock-log\n").unwrap();
     let inv = lab.inventory().display().to_string();
-    let first = std::process::Command::new(crate::support::bin())
+    let first = crate::support::command()
         .args(["apply", "-i", &inv, &slow.display().to_string()])
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -155,8 +155,8 @@ impl Fleet {
 }
 
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> crate::support::Run {
-    let mut c = Command::new(crate::support::bin());
-    c.args(args).env_remove("SSH_AUTH_SOCK");
+    let mut c = crate::support::command();
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }

@@ -30,6 +30,24 @@ pub enum Command {
         #[arg(long, default_value = "15m")]
         ttl: String,
     },
+    /// Take nodes out of the cluster (cordon and delete the Node, stop and disable kubelet,
+    /// remove its certificates and kubeconfigs), as kubeadm reset + kubectl delete node do;
+    /// the next apply joins them again. The shipped reset.yaml on the --limit hosts.
+    Reset {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Also reset hosts of the control_plane group.
+        #[arg(long)]
+        allow_control_plane: bool,
+    },
+    /// Write the shipped playbooks, templates and an example inventory to DIR to customise
+    /// (then `apply -i DIR/inventory.yaml DIR/site.yaml`).
+    Init {
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Inspect an inventory.
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -181,8 +199,9 @@ pub struct RunArgs {
     /// OpenSSH client config to read (default ~/.ssh/config; `none` reads none).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
-    /// Retries after a transient connection failure (refused, reset, timeout before the SSH
-    /// banner), waiting 0.5 s, 1 s, 2 s, ... Never for authentication or host-key failures.
+    /// Retries after a connection failure that came fast (refused, reset, unreachable),
+    /// waiting 0.5 s, 1 s, 2 s, ... Never after a timeout (it already waited) nor for
+    /// authentication or host-key failures.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub connect_retries: u32,
     /// Prompt (no echo) for the sudo password used by `become`; else

@@ -1,5 +1,7 @@
 //! Turns a task's Ops into one POSIX sh script and runs it in one round trip. File writes are
-//! atomic: temp file in the same directory, fsync, mode and owner, then rename.
+//! atomic: temp file in the same directory, fsync, mode and owner, then rename. Temp files
+//! are named `.bootstrapctl.<run tag>.<random>`, so that a later run can tell the ones an
+//! interrupted run left behind from its own and remove them (`stale_temps_script`).
 
 use std::time::Duration;
 
@@ -140,7 +142,12 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
     };
     let mut s = String::new();
     for w in &writes {
-        let t = format!("{}/.bootstrapctl.{}", parent(w.path), random_suffix());
+        let t = format!(
+            "{}/{TEMP_PREFIX}{}.{}",
+            parent(w.path),
+            run_tag(),
+            random_suffix()
+        );
         s.push_str(&format!("{}={}\n", w.var, sh_quote(&t)));
     }
     let all: Vec<String> = writes.iter().map(Staged::temp).collect();
@@ -281,7 +288,54 @@ pub fn dirs_sync<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String {
     }
 }
 
-fn parent(path: &str) -> String {
+/// What every temp file of a write starts with.
+pub const TEMP_PREFIX: &str = ".bootstrapctl.";
+
+/// This process's part of its temp file names: one run per process, so other runs' temp
+/// files (and those of older versions, `.bootstrapctl.<random>`) are the ones without it.
+pub fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("r{}", &random_suffix()[..10]))
+}
+
+/// Remove what interrupted runs left in `dirs`: regular files named like this executor's temp
+/// files but not of this run; prints `@@ stale PATH` for each one removed. Only for a script
+/// that holds the host's lock (no other run is writing there), and only in directories the
+/// run writes into. A run that died between writing a temp file and renaming it (kill -9,
+/// a lost connection) leaves the old target intact and this file, which may hold a secret.
+pub fn stale_temps_script<S: AsRef<str>>(dirs: &[S]) -> String {
+    if dirs.is_empty() {
+        return String::new();
+    }
+    let globs: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let d = d.as_ref().trim_end_matches('/');
+            format!("{}/{TEMP_PREFIX}*", sh_quote_always(d))
+        })
+        .collect();
+    format!(
+        "for bsctl_f in {}; do
+  case $bsctl_f in */{TEMP_PREFIX}{}.*) continue ;; esac
+  [ -f \"$bsctl_f\" ] && [ ! -L \"$bsctl_f\" ] || continue
+  rm -f -- \"$bsctl_f\" && printf '@@ stale %s\\n' \"$bsctl_f\"
+done
+",
+        globs.join(" "),
+        run_tag()
+    )
+}
+
+/// The paths a script from [`stale_temps_script`] reported removed.
+pub fn stale_removed(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@ stale "))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn parent(path: &str) -> String {
     match path.rsplit_once('/') {
         Some(("", _)) => "/".to_string(),
         Some((dir, _)) => dir.to_string(),
@@ -445,6 +499,64 @@ mod tests {
         assert!(!out.success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temp_files_of_other_runs_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("bsctl-exec-stale-{}", std::process::id()));
+        let other = dir.join("unmanaged dir");
+        std::fs::create_dir_all(&other).unwrap();
+        let ours = format!("{TEMP_PREFIX}{}.0123", run_tag());
+        for f in [
+            ".bootstrapctl.0123456789abcdef", // an older version's name
+            ".bootstrapctl.r0000000000.feed", // another run's
+            &ours,                            // this run's, being written
+            ".bootstrapctl-read.42.o",        // not a write's temp file
+            "bootstrapctl.keep",
+            "kubelet.service",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        std::fs::create_dir(dir.join(".bootstrapctl.adir")).unwrap();
+        std::fs::write(other.join(".bootstrapctl.0123"), "x").unwrap();
+        let script = stale_temps_script(&[format!("{}/", dir.display())]);
+        let out = run_script(
+            &mut LocalTransport::new(),
+            &script,
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(out.success(), "{}", out.stderr_lossy());
+        let mut removed = stale_removed(&out.stdout);
+        removed.sort();
+        let d = dir.display();
+        assert_eq!(
+            removed,
+            [
+                format!("{d}/.bootstrapctl.0123456789abcdef"),
+                format!("{d}/.bootstrapctl.r0000000000.feed"),
+            ]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            ".bootstrapctl-read.42.o".to_string(),
+            ".bootstrapctl.adir".into(),
+            ours,
+            "bootstrapctl.keep".into(),
+            "kubelet.service".into(),
+            "unmanaged dir".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert!(other.join(".bootstrapctl.0123").exists());
+        // Nothing to look at, nothing printed, no error.
+        assert_eq!(stale_temps_script::<String>(&[]), "");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

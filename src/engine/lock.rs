@@ -2,7 +2,9 @@
 //! /run/bootstrapctl.lock naming the run and the SSH connection that holds it (its sshd
 //! process, with the process start time so a reused pid is never mistaken for it). The lock
 //! needs no release: it lapses when that connection ends, however the run ended. Several
-//! connections of one run to the same machine (two inventory names for it) share it.
+//! connections of one run to the same machine (two inventory names for it) share it. Whatever
+//! follows the lock in that script (the removal of stale temp files, see `reads.rs`) runs only
+//! once the lock is this run's.
 
 /// The script that takes the lock for run `run_id`: prepended to the first script a run sends
 /// to a host. Prints `@@ lock ok` or `@@ lock held PID SINCE` and then stops the script.

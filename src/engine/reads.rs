@@ -1,12 +1,14 @@
 //! Reading a host: the batched prefetch before its first task, the reads a task still needs,
-//! and the host's lock, which a changing run takes with its first script on the host.
+//! and the host's lock, which a changing run takes with its first script on the host; once
+//! it holds the lock, the same script removes the temp files interrupted runs left in the
+//! directories the play writes into.
 
 use std::time::Duration;
 
 use super::conn::{ConnectSpec, HostConn};
 use super::executor;
 use super::host::HostRunner;
-use super::result::TaskStatus;
+use super::result::{TaskResult, TaskStatus};
 use super::task::Step;
 use super::RunCx;
 use crate::hoststate::{parse_reads, reads_script, Read};
@@ -41,23 +43,59 @@ impl HostRunner<'_> {
                 }
             }
         }
+        // The directories of the files the tasks manage (each reads the file it writes).
+        let mut dirs: Vec<String> = Vec::new();
+        for r in &reads {
+            if let Read::File(p) = r {
+                let d = executor::parent(p);
+                if d.starts_with('/') && !dirs.contains(&d) {
+                    dirs.push(d);
+                }
+            }
+        }
         let become_ = self.become_for(tasks.first().unwrap_or(&super::task::dummy_task()));
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
+        let started = std::time::Instant::now();
         // A failure here shows again, with its task, when that task reads.
-        let _ = read(
+        let removed = read_and_clean(
             self.run,
             self.host,
             &mut conn,
             &reads,
+            &dirs,
             become_.as_ref(),
             self.run.opts.command_timeout,
-        );
+        )
+        .unwrap_or_default();
         if gather_facts {
             conn.facts_gathered = true;
         }
+        drop(conn);
+        if !removed.is_empty() {
+            // Housekeeping, not a change of anything a task manages: reported as ok (-v, JSON).
+            self.report(TaskResult {
+                play: play.display_name().to_string(),
+                host: self.host.to_string(),
+                task: STALE_TASK.to_string(),
+                status: TaskStatus::Ok,
+                changed: false,
+                msg: format!(
+                    "removed {} temp file(s) an interrupted run left: {}",
+                    removed.len(),
+                    removed.join(", ")
+                ),
+                diffs: Vec::new(),
+                duration: started.elapsed(),
+                no_log: false,
+                handler: false,
+            });
+        }
     }
 }
+
+/// The name under which removed stale temp files are reported.
+pub const STALE_TASK: &str = "remove temp files of interrupted runs";
 
 /// Whether the next script to `conn` must take the host's lock: a run that changes hosts
 /// takes each one's lock with its first script there. (Not for `ansible_connection: local`:
@@ -76,17 +114,37 @@ pub(super) fn read(
     become_: Option<&Become>,
     timeout: Duration,
 ) -> Result<(), Step> {
+    read_and_clean(run, host, conn, reads, &[], become_, timeout).map(|_| ())
+}
+
+/// [`read`], and when this script takes the lock, also remove the stale temp files in
+/// `dirs` (after the lock is ours, so never while another run may be writing them). Returns
+/// the paths removed.
+fn read_and_clean(
+    run: &RunCx,
+    host: &str,
+    conn: &mut HostConn,
+    reads: &[Read],
+    dirs: &[String],
+    become_: Option<&Become>,
+    timeout: Duration,
+) -> Result<Vec<String>, Step> {
     let missing = conn.view.missing(reads);
     let lock = needs_lock(run, conn);
     if missing.is_empty() && !lock {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let t = conn
         .transport()
         .map_err(|e| Step::new(TaskStatus::Unreachable, e))?;
     let mut script = reads_script(&missing);
     if lock {
-        script = format!("{}{script}", super::lock::acquire(&run.run_id));
+        // The lock script stops the whole script when another run holds the host.
+        script = format!(
+            "{}{}{script}",
+            super::lock::acquire(&run.run_id),
+            executor::stale_temps_script(dirs)
+        );
     }
     run.trace(host, "read", &script);
     let out = match executor::run_script(t, &script, become_, timeout) {
@@ -98,12 +156,15 @@ pub(super) fn read(
         }
         Err(e) => return Err(Step::new(TaskStatus::Failed, e.to_string())),
     };
+    let mut removed = Vec::new();
     if lock {
         if let Some(msg) = super::lock::held(&out.stdout) {
             return Err(Step::new(TaskStatus::Failed, msg));
         }
         conn.locked = true;
+        removed = executor::stale_removed(&out.stdout);
     }
     parse_reads(&missing, &out.stdout, &out.stderr, &mut conn.view)
-        .map_err(|e| Step::new(TaskStatus::Failed, e.to_string()))
+        .map_err(|e| Step::new(TaskStatus::Failed, e.to_string()))?;
+    Ok(removed)
 }

@@ -1,5 +1,5 @@
-//! Reaching a host: TCP connect with timeout (TCP_NODELAY), retries of transient failures
-//! with backoff, the SSH handshake preferring curve25519 kex and the host key types already
+//! Reaching a host: TCP connect with timeout (TCP_NODELAY), retries of failures that came
+//! fast (refused, reset, unreachable) with backoff, never of one that waited out its timeout, the SSH handshake preferring curve25519 kex and the host key types already
 //! recorded for the host, and the host key checked against known_hosts BEFORE any credential
 //! leaves this machine; then [`super::auth`] logs in.
 
@@ -97,6 +97,12 @@ fn connect_err(t: &SshTarget, reason: String, transient: bool) -> TransportError
     }
 }
 
+/// Why a failure that waited out the timeout is not retried: a host that accepts TCP and
+/// never speaks SSH (or drops SYNs) would otherwise cost `1 + retries` whole timeouts.
+const NOT_RETRIED: &str = "not retried: the attempt already waited out the connect timeout";
+
+/// Failures that come fast and may pass (sshd restarting, a route coming up). A timeout is
+/// not one of them: see [`NOT_RETRIED`].
 fn io_transient(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -104,11 +110,14 @@ fn io_transient(e: &std::io::Error) -> bool {
             libc::ECONNREFUSED
                 | libc::ECONNRESET
                 | libc::ECONNABORTED
-                | libc::ETIMEDOUT
                 | libc::EHOSTUNREACH
                 | libc::ENETUNREACH
         )
-    ) || e.kind() == ErrorKind::TimedOut
+    )
+}
+
+fn io_timed_out(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ETIMEDOUT) || e.kind() == ErrorKind::TimedOut
 }
 
 /// TCP connect with the target's timeout, TCP_NODELAY set.
@@ -131,6 +140,9 @@ pub(crate) fn tcp_connect(t: &SshTarget) -> Result<TcpStream, TransportError> {
                 s.set_nodelay(true)
                     .map_err(|e| connect_err(t, format!("setting TCP_NODELAY: {e}"), false))?;
                 return Ok(s);
+            }
+            Err(e) if io_timed_out(&e) => {
+                last_err = Some((format!("{a}: {e} ({NOT_RETRIED})"), false))
             }
             Err(e) => last_err = Some((format!("{a}: {e}"), io_transient(&e))),
         }
@@ -179,15 +191,13 @@ pub(crate) fn establish<S: 'static + AsRawFd>(
                 | LIBSSH2_ERROR_BANNER_SEND
                 | LIBSSH2_ERROR_SOCKET_SEND
                 | LIBSSH2_ERROR_SOCKET_DISCONNECT
-                | LIBSSH2_ERROR_SOCKET_TIMEOUT
                 | LIBSSH2_ERROR_SOCKET_RECV
-                | LIBSSH2_ERROR_TIMEOUT
         );
-        if code == LIBSSH2_ERROR_TIMEOUT {
+        if code == LIBSSH2_ERROR_TIMEOUT || code == LIBSSH2_ERROR_SOCKET_TIMEOUT {
             connect_err(
                 t,
-                format!("SSH handshake timed out after {timeout:?}"),
-                true,
+                format!("SSH handshake timed out after {timeout:?} ({NOT_RETRIED})"),
+                false,
             )
         } else {
             connect_err(t, format!("SSH handshake failed: {e}"), transient)

@@ -43,7 +43,7 @@ pub struct SshTarget {
     pub known_hosts: PathBuf,
     pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
-    /// Further attempts after a transient failure (refused, reset, timeout before the banner).
+    /// Further attempts after a failure that came fast (refused, reset, unreachable).
     pub connect_retries: u32,
     /// Wait before the first retry; doubled before each next one.
     pub retry_backoff: Duration,

@@ -20,16 +20,47 @@ impl Run {
     }
 }
 
+/// The binary as a user who ran `cargo install` starts it: from a fresh empty directory
+/// outside the checkout, so that nothing on disk beside the checkout's playbooks and templates
+/// stands in for what must be embedded; and without the caller's ssh-agent.
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(tempdir("cwd")).env_remove("SSH_AUTH_SOCK");
+    c
+}
+
+fn command_in(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir).env_remove("SSH_AUTH_SOCK");
+    c
+}
+
+/// Run the binary (see [`command`]) and collect its output.
 pub fn run<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out: Output = Command::new(bin())
+    let cwd = tempdir("cwd");
+    let r = run_in(&cwd, args);
+    let _ = std::fs::remove_dir_all(&cwd);
+    r
+}
+
+/// Run the binary in `dir` (relative paths in `args` are relative to it).
+pub fn run_in<I, S>(dir: &Path, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = command_in(dir)
         .args(args)
-        .env_remove("SSH_AUTH_SOCK")
         .output()
         .expect("run bootstrapctl");
+    collect(out)
+}
+
+fn collect(out: Output) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,8 +2,10 @@
 
 pub mod apply;
 pub mod discovery;
+pub mod init;
 pub mod inventory;
 pub mod join;
 pub mod lab;
+pub mod reset;
 pub mod runner;
 pub mod token;
