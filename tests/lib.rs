@@ -10,6 +10,7 @@ mod e2e;
 mod engine;
 mod faults;
 mod host_keys;
+mod kube_flags_members;
 mod plan_equals_apply;
 mod secrets;
 mod ssh_laptop;
