@@ -14,6 +14,7 @@ mod init;
 mod inventory_apply;
 mod inventory_differential;
 mod inventory_errors;
+mod kube_flags_members;
 mod plan_equals_apply;
 mod reset;
 mod secrets;

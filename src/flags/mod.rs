@@ -26,6 +26,10 @@ pub enum FlagEdit {
     Set { name: String, value: String },
     /// Remove every occurrence of the flag (and its value when written as a separate word).
     Remove { name: String },
+    /// Make each of `members` one of the comma-separated members of a list flag
+    /// (`--controllers`, `--enable-admission-plugins`, `--authorization-mode`), keeping the
+    /// members already there; see [`ensure_members`] for where new members go.
+    Members { name: String, members: Vec<String> },
 }
 
 impl FlagEdit {
@@ -42,7 +46,9 @@ impl FlagEdit {
     }
     pub fn name(&self) -> &str {
         match self {
-            FlagEdit::Set { name, .. } | FlagEdit::Remove { name } => name,
+            FlagEdit::Set { name, .. }
+            | FlagEdit::Remove { name }
+            | FlagEdit::Members { name, .. } => name,
         }
     }
 }
@@ -64,6 +70,12 @@ pub enum FlagError {
         flag: String,
         ch: char,
         target: &'static str,
+    },
+    #[error("flag {flag}: member {member:?} {reason}")]
+    InvalidMember {
+        flag: String,
+        member: String,
+        reason: &'static str,
     },
     #[error("manifest is not valid YAML: {0}")]
     ManifestYaml(String),
@@ -100,7 +112,15 @@ pub(crate) fn validate_edit(edit: &FlagEdit, target: &'static str) -> Result<(),
     if bad_name {
         return Err(FlagError::InvalidFlagName(name.to_string()));
     }
-    if let FlagEdit::Set { value, .. } = edit {
+    let values: Vec<&String> = match edit {
+        FlagEdit::Set { value, .. } => vec![value],
+        FlagEdit::Remove { .. } => vec![],
+        FlagEdit::Members { members, .. } => {
+            validate_members(name, members)?;
+            members.iter().collect()
+        }
+    };
+    for value in values {
         if value.contains('\n') || value.contains('\r') {
             return Err(FlagError::ValueHasNewline {
                 flag: name.to_string(),
@@ -118,6 +138,76 @@ pub(crate) fn validate_edit(edit: &FlagEdit, target: &'static str) -> Result<(),
     Ok(())
 }
 
+/// Members must be single, non-contradictory items: an empty one or one with a comma would
+/// not read back as itself, and asking for both `x` and `-x` can never converge.
+pub fn validate_members(flag: &str, members: &[String]) -> Result<(), FlagError> {
+    let bad = |member: &String, reason| FlagError::InvalidMember {
+        flag: flag.to_string(),
+        member: member.clone(),
+        reason,
+    };
+    for m in members {
+        if m.is_empty() || m == "-" {
+            return Err(bad(m, "is empty"));
+        }
+        if m.contains(',') {
+            return Err(bad(m, "contains a comma; give each member on its own"));
+        }
+        if members.contains(&opposite(m)) {
+            return Err(bad(m, "is wanted together with its negation"));
+        }
+    }
+    Ok(())
+}
+
+/// The member that cancels `m` in kube-controller-manager's `--controllers` syntax
+/// (`-name` disables `name`); other list flags have no such members, so this never matches there.
+fn opposite(m: &str) -> String {
+    match m.strip_prefix('-') {
+        Some(rest) => rest.to_string(),
+        None => format!("-{m}"),
+    }
+}
+
+/// `current` with every member of `wanted` present and none of their negations.
+///
+/// Existing members never move (order matters for `--authorization-mode`, where the first
+/// authorizer with an opinion wins, so the operator's order is kept). A negated member
+/// (`-bootstrapsigner` when `bootstrapsigner` is wanted, or the reverse) is replaced where it
+/// stands and any further copies dropped. A missing member is inserted right before the
+/// earliest-placed member that follows it in `wanted` and is already there, else appended: so
+/// `[RBAC]` + `Node, RBAC` gives `Node,RBAC`, and `*,-ttl` + `*, bootstrapsigner, tokencleaner`
+/// gives `*,-ttl,bootstrapsigner,tokencleaner`.
+pub fn ensure_members(current: &[String], wanted: &[String]) -> Vec<String> {
+    let mut out = current.to_vec();
+    for (k, m) in wanted.iter().enumerate() {
+        let neg = opposite(m);
+        if out.contains(m) {
+            out.retain(|x| *x != neg);
+            continue;
+        }
+        if let Some(pos) = out.iter().position(|x| *x == neg) {
+            out[pos] = m.clone();
+            out.retain(|x| *x != neg);
+            continue;
+        }
+        let at = wanted[k + 1..]
+            .iter()
+            .filter_map(|w| out.iter().position(|x| x == w))
+            .min()
+            .unwrap_or(out.len());
+        out.insert(at, m.clone());
+    }
+    out
+}
+
+fn split_members(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .filter(move |_| !value.is_empty())
+        .map(str::to_string)
+}
+
 /// A single textual step. Indices refer to the argv the plan was computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -130,7 +220,15 @@ pub(crate) enum Op {
 ///
 /// `--name value` is recognised only when the next word does not start with '-': Go's pflag
 /// cannot tell either, and treating `--bool-flag --next` as a value would eat the next flag.
-fn occurrences(argv: &[String], first: usize, name: &str) -> Vec<(usize, Option<usize>)> {
+///
+/// A list flag always takes a value, so with `takes_value` the next word is its value whatever
+/// it starts with (pflag reads `--controllers -ttl` so: `-ttl` is a member, not a flag).
+fn occurrences(
+    argv: &[String],
+    first: usize,
+    name: &str,
+    takes_value: bool,
+) -> Vec<(usize, Option<usize>)> {
     let mut out = Vec::new();
     let mut i = first;
     while i < argv.len() {
@@ -138,7 +236,7 @@ fn occurrences(argv: &[String], first: usize, name: &str) -> Vec<(usize, Option<
         if w == name {
             let value = argv
                 .get(i + 1)
-                .filter(|next| !next.starts_with('-'))
+                .filter(|next| takes_value || !next.starts_with('-'))
                 .map(|_| i + 1);
             out.push((i, value));
             i += if value.is_some() { 2 } else { 1 };
@@ -157,50 +255,76 @@ fn occurrences(argv: &[String], first: usize, name: &str) -> Vec<(usize, Option<
 /// The ops for one edit, ordered so they can be applied one by one against a re-parsed text:
 /// replacements and deletions from the highest index down (lower indices stay valid), appends last.
 pub(crate) fn plan(argv: &[String], first: usize, edit: &FlagEdit) -> Vec<Op> {
-    let mut ops = Vec::new();
-    let occ = occurrences(argv, first, edit.name());
-    match edit {
-        FlagEdit::Set { name, value } => {
-            let Some(&(idx, sep)) = occ.first() else {
-                return vec![Op::Append {
-                    word: format!("{name}={value}"),
-                }];
-            };
-            // Duplicates go, so the effective value cannot depend on pflag's last-wins rule.
-            for &(i, v) in occ[1..].iter().rev() {
-                if let Some(v) = v {
-                    ops.push(Op::Delete { idx: v });
-                }
-                ops.push(Op::Delete { idx: i });
-            }
-            match sep {
-                Some(v) if argv[v] != *value => ops.push(Op::Replace {
-                    idx: v,
-                    word: value.clone(),
-                }),
-                Some(_) => {}
-                None => {
-                    let word = format!("{name}={value}");
-                    if argv[idx] != word {
-                        ops.push(Op::Replace { idx, word });
-                    }
-                }
-            }
+    let takes_value = matches!(edit, FlagEdit::Members { .. });
+    let occ = occurrences(argv, first, edit.name(), takes_value);
+    let mut ops = match edit {
+        FlagEdit::Set { name, value } => set_ops(argv, &occ, name, value),
+        FlagEdit::Members { name, members } => {
+            // pflag's string slices append on every occurrence, so the effective list is
+            // all occurrences' members in order; it is written back as one occurrence.
+            let current: Vec<String> = occ
+                .iter()
+                .flat_map(|&(i, v)| {
+                    let value = match v {
+                        Some(v) => argv[v].as_str(),
+                        None => argv[i]
+                            .strip_prefix(name.as_str())
+                            .and_then(|r| r.strip_prefix('='))
+                            .unwrap_or(""),
+                    };
+                    split_members(value).collect::<Vec<_>>()
+                })
+                .collect();
+            let value = ensure_members(&current, members).join(",");
+            set_ops(argv, &occ, name, &value)
         }
         FlagEdit::Remove { .. } => {
+            let mut ops = Vec::new();
             for &(i, v) in occ.iter().rev() {
                 if let Some(v) = v {
                     ops.push(Op::Delete { idx: v });
                 }
                 ops.push(Op::Delete { idx: i });
             }
+            ops
         }
-    }
+    };
     // Replace targets the first occurrence, which is below every delete; keep descending order.
     ops.sort_by_key(|op| match op {
         Op::Replace { idx, .. } | Op::Delete { idx } => std::cmp::Reverse(*idx),
         Op::Append { .. } => std::cmp::Reverse(0),
     });
+    ops
+}
+
+/// The ops that leave exactly one occurrence of `name`, with `value`.
+fn set_ops(argv: &[String], occ: &[(usize, Option<usize>)], name: &str, value: &str) -> Vec<Op> {
+    let Some(&(idx, sep)) = occ.first() else {
+        return vec![Op::Append {
+            word: format!("{name}={value}"),
+        }];
+    };
+    let mut ops = Vec::new();
+    // Duplicates go, so the effective value cannot depend on pflag's last-wins rule.
+    for &(i, v) in occ[1..].iter().rev() {
+        if let Some(v) = v {
+            ops.push(Op::Delete { idx: v });
+        }
+        ops.push(Op::Delete { idx: i });
+    }
+    match sep {
+        Some(v) if argv[v] != value => ops.push(Op::Replace {
+            idx: v,
+            word: value.to_string(),
+        }),
+        Some(_) => {}
+        None => {
+            let word = format!("{name}={value}");
+            if argv[idx] != word {
+                ops.push(Op::Replace { idx, word });
+            }
+        }
+    }
     ops
 }
 

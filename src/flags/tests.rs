@@ -37,14 +37,20 @@ struct EditSpec {
     set: Option<String>,
     value: Option<String>,
     remove: Option<String>,
+    /// With `set`: ensure these members of a list flag instead of setting a whole value.
+    members: Option<Vec<String>>,
 }
 
 impl EditSpec {
     fn to_edit(&self) -> FlagEdit {
-        match (&self.set, &self.value, &self.remove) {
-            (Some(n), Some(v), None) => FlagEdit::set(n, v),
-            (None, None, Some(n)) => FlagEdit::remove(n),
-            _ => panic!("edit must be {{set, value}} or {{remove}}: {self:?}"),
+        match (&self.set, &self.value, &self.remove, &self.members) {
+            (Some(n), Some(v), None, None) => FlagEdit::set(n, v),
+            (None, None, Some(n), None) => FlagEdit::remove(n),
+            (Some(n), None, None, Some(m)) => FlagEdit::Members {
+                name: n.clone(),
+                members: m.clone(),
+            },
+            _ => panic!("edit must be {{set, value}}, {{set, members}} or {{remove}}: {self:?}"),
         }
     }
 }

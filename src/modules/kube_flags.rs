@@ -1,5 +1,6 @@
 //! `kube_flags`: ensure or remove `--flag=value` options of a Kubernetes component, in a
 //! systemd unit's ExecStart or a static pod manifest's container command; all else kept.
+//! List flags can be given as members to ensure (`members:`), keeping the ones already there.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use super::template::{absolute, opt};
 use super::{Module, ModuleError, ResolveCx};
 use crate::flags::manifest::edit_manifest_flags;
 use crate::flags::unit::edit_unit_flags;
-use crate::flags::FlagEdit;
+use crate::flags::{validate_members, FlagEdit};
 use crate::hoststate::{HostView, Read};
 use crate::plan::{DiffItem, Op, Planned};
 use crate::template::Tpl;
@@ -31,6 +32,12 @@ pub struct Args {
     /// Flags to remove.
     #[serde(default)]
     pub absent: Vec<String>,
+    /// `--name: [member, ...]`: members a comma-list flag must have, the others kept.
+    /// A key of its own rather than a second shape of a `flags:` value, so each key has one
+    /// type (a wrong one is reported at its line) and a whole-value set and a member merge of
+    /// the same flag cannot be asked for by accident in one spelling.
+    #[serde(default)]
+    pub members: BTreeMap<String, Vec<Tpl<String>>>,
     pub format: Option<Format>,
     pub container: Option<Tpl<String>>,
 }
@@ -75,6 +82,22 @@ impl Args {
             edits.push(FlagEdit::Remove {
                 name: flag_name(name)?,
             });
+        }
+        let mut seen: Vec<String> = edits.iter().map(|e| e.name().to_string()).collect();
+        for (name, members) in &self.members {
+            let name = flag_name(name)?;
+            if seen.contains(&name) {
+                return Err(ModuleError::Invalid(format!(
+                    "members: {name} is also in flags or absent; give each flag in one place"
+                )));
+            }
+            let members = members
+                .iter()
+                .map(|m| m.resolve(cx.templates, cx.vars, cx.what))
+                .collect::<Result<Vec<_>, _>>()?;
+            validate_members(&name, &members).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+            seen.push(name.clone());
+            edits.push(FlagEdit::Members { name, members });
         }
         let format = self
             .format

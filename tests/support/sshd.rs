@@ -35,7 +35,6 @@ pub struct Sshd {
     pub port: u16,
     pub user: String,
     pub client_key: PathBuf,
-    pub argv: Vec<String>,
 }
 
 /// How to start a fixture sshd (defaults: root namespace, a fresh 127.0.0.x address and port).
@@ -127,7 +126,6 @@ impl Sshd {
             addr,
             port,
             user,
-            argv,
         };
         s.wait_listening();
         s
@@ -148,12 +146,6 @@ impl Sshd {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// Start it again with the same keys, address and port.
-    pub fn respawn(&mut self) {
-        self.child = Self::spawn(&self.dir, &self.argv);
-        self.wait_listening();
     }
 
     fn wait_listening(&mut self) {
@@ -280,5 +272,111 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP listener on a fresh 127.0.0.x port that counts the connections it accepts, so a test
+/// can tell how many connection attempts a client made without timing it. Each connection is
+/// closed at once (the first `close_first`), forwarded to `upstream`, or, without one, held
+/// open in silence (a host that accepts TCP but never speaks SSH). Stopped on drop.
+pub struct CountingProxy {
+    pub addr: String,
+    pub port: u16,
+    accepted: std::sync::Arc<AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CountingProxy {
+    pub fn start(upstream: Option<(String, u16)>, close_first: u32) -> CountingProxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let addr = format!("127.0.0.{}", 2 + (std::process::id() + next_id() * 7) % 250);
+        let listener = TcpListener::bind((addr.as_str(), 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopping) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut open: Vec<TcpStream> = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                };
+                client.set_nonblocking(false).unwrap();
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                if n <= close_first {
+                    drop(client);
+                    continue;
+                }
+                if let Some((host, p)) = &upstream {
+                    let server = TcpStream::connect((host.as_str(), *p)).unwrap();
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                    ] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(Shutdown::Write);
+                        });
+                    }
+                    open.push(server);
+                }
+                open.push(client);
+            }
+            // Ends the copy threads too: each of their reads then sees the end.
+            for s in open {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        });
+        CountingProxy {
+            addr,
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// `sshd`'s target, reached through this proxy (its host key trusted under the proxy's
+    /// address, where the client sees it).
+    pub fn target_for(&self, sshd: &Sshd) -> SshTarget {
+        let kh = sshd.dir.join(format!("proxy_known_hosts_{}", self.port));
+        let text = std::fs::read_to_string(sshd.host_pub()).unwrap();
+        let mut f = text.split_whitespace();
+        let (t, k) = (f.next().unwrap(), f.next().unwrap());
+        std::fs::write(
+            &kh,
+            format!(
+                "{} {t} {k}\n",
+                known_hosts::host_pattern(&self.addr, self.port)
+            ),
+        )
+        .unwrap();
+        let mut target = sshd.target_with(kh);
+        target.address = self.addr.clone();
+        target.port = self.port;
+        target
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
