@@ -12,6 +12,7 @@ mod faults;
 mod host_keys;
 mod plan_equals_apply;
 mod secrets;
+mod serving_certs;
 mod ssh_laptop;
 mod token_cli;
 mod transport_auth;
