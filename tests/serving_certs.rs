@@ -144,6 +144,39 @@ fn site_apply_approves_each_nodes_serving_csr_and_no_forged_one() {
                 subject.contains(&format!("IP Address:{addr1}")),
                 "{subject}"
             );
+            // Its port is served with it: verified against the cluster CA, by name and by IP.
+            let ca = lab.dir.join("ca.crt");
+            for (url, resolve) in [
+                (
+                    format!("https://{node}:10250/healthz"),
+                    format!("{node}:10250:{addr1}"),
+                ),
+                (
+                    format!("https://{addr1}:10250/healthz"),
+                    format!("{addr1}:10250:{addr1}"),
+                ),
+            ] {
+                // The kubelet listens right after storing the certificate: allow it that moment.
+                let end = Instant::now() + Duration::from_secs(30);
+                let out = loop {
+                    let out = Command::new("curl")
+                        .args(["-sS", "--cacert"])
+                        .arg(&ca)
+                        .args(["--resolve", &resolve, &url])
+                        .output()
+                        .expect("curl");
+                    if out.status.success() || Instant::now() > end {
+                        break out;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                };
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    "ok",
+                    "{url}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
         }
     }
     let after_first = lab.kubectl("get csr");
@@ -226,6 +259,20 @@ fn serving_certs_off_keeps_the_self_signed_pair_and_approves_nothing() {
         "{files}"
     );
     assert!(!files.contains("kubelet-server-current.pem"), "{files}");
+    // The port is served with the self-signed pair, which the cluster CA does not vouch for.
+    let addr = &lab.hosts.iter().find(|(n, _)| n == "worker-01").unwrap().1;
+    let url = format!("https://{addr}:10250/healthz");
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-sS"])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("curl")
+    };
+    assert_eq!(String::from_utf8_lossy(&curl(&["-k"]).stdout), "ok");
+    let ca = lab.dir.join("ca.crt").display().to_string();
+    assert!(!curl(&["--cacert", &ca]).status.success());
     let report = json(&out.join("1.json"));
     let statuses: Vec<String> = report["results"]
         .as_array()

@@ -9,6 +9,9 @@
 //!   runs beside the node's heartbeats, as upstream's certificate manager does.
 //! * without it: a self-signed kubelet.crt / kubelet.key in the cert dir, made once.
 //!
+//! The kubelet's port (10250) is served on the node's first IP with that certificate, once
+//! there is one; it answers `/healthz` only (the stand-in runs no pods to log or exec into).
+//!
 //! The CSR is filed before the Node is registered, so that whoever sees a Ready node finds its
 //! serving CSR too; the key is kept in kubelet-server.key.tmp until the certificate comes, so a
 //! restarted kubelet files the same CSR again (same name) instead of another one.
@@ -81,11 +84,7 @@ pub(crate) fn start(s: &Settings, kc: &Kubeconfig) -> Result<(), String> {
         return self_signed(s);
     }
     if usable_current(&s.cert_dir) {
-        klog(
-            'I',
-            "certificate_manager.go:422",
-            &format!("\"Certificate rotation is enabled\" {LOGGER}"),
-        );
+        serve_current(s, &current_pem(&s.cert_dir));
         return Ok(());
     }
     std::fs::create_dir_all(&s.cert_dir).map_err(|e| format!("{}: {e}", s.cert_dir.display()))?;
@@ -102,13 +101,14 @@ pub(crate) fn start(s: &Settings, kc: &Kubeconfig) -> Result<(), String> {
     let name = csr_name(&key, &s.node_name);
     let pem = csr_pem(s, &key)?;
     post_csr(&api, &name, &pem, KUBELET_SERVING_SIGNER, USAGES)?;
-    let (cert_dir, wait) = (s.cert_dir.clone(), s.csr_wait);
+    let (cert_dir, wait, settings) = (s.cert_dir.clone(), s.csr_wait, s.clone());
     std::thread::spawn(move || loop {
         match await_certificate(&api, &name, wait) {
             Ok(cert) => {
                 match store(&cert_dir, &cert, &key) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(key_tmp(&cert_dir));
+                        serve_current(&settings, &current_pem(&cert_dir));
                     }
                     Err(e) => klog(
                         'E',
@@ -166,6 +166,7 @@ fn self_signed(s: &Settings) -> Result<(), String> {
         s.cert_dir.join("kubelet.key"),
     );
     if crt.exists() && key.exists() {
+        serve_pair(s, &crt, &key);
         return Ok(());
     }
     std::fs::create_dir_all(&s.cert_dir).map_err(|e| format!("{}: {e}", s.cert_dir.display()))?;
@@ -181,7 +182,61 @@ fn self_signed(s: &Settings) -> Result<(), String> {
             crt.display()
         ),
     );
+    serve_pair(s, &crt, &key);
     Ok(())
+}
+
+/// The kubelet's port, as upstream: 10250 on the node's address.
+pub(crate) const PORT: u16 = 10250;
+
+fn serve_current(s: &Settings, pem: &Path) {
+    serve_pair(s, pem, pem);
+}
+
+/// Serves the port with the certificate and key in these files, on a thread of its own. A
+/// failure is logged, never fatal: the node's registration and heartbeats go on.
+fn serve_pair(s: &Settings, cert: &Path, key: &Path) {
+    let Some(ip) = s.node_ips.first().and_then(|i| i.parse::<IpAddr>().ok()) else {
+        return;
+    };
+    let res = (|| -> Result<(), String> {
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        let tls = crate::apiserver::http::tls_config(&read(cert)?, &read(key)?, None)?;
+        let listener = std::net::TcpListener::bind((ip, PORT))
+            .map_err(|e| format!("listen tcp {ip}:{PORT}: {e}"))?;
+        klog(
+            'I',
+            "server.go:163",
+            &format!(
+                "\"Starting to listen\" address=\"{ip}\" port={PORT} cert=\"{}\"",
+                cert.display()
+            ),
+        );
+        std::thread::spawn(move || {
+            crate::apiserver::http::serve(
+                listener,
+                tls,
+                std::sync::Arc::new(|r: crate::apiserver::http::Request| {
+                    match r.path.as_str() {
+                    "/healthz" => crate::apiserver::http::Response::text(200, "ok"),
+                    _ => crate::apiserver::http::Response::text(
+                        404,
+                        "404 page not found (the bootstrapctl lab kubelet stand-in serves /healthz only)\n",
+                    ),
+                }
+                }),
+            )
+        });
+        Ok(())
+    })();
+    if let Err(e) = res {
+        klog(
+            'E',
+            "server.go:170",
+            &format!("\"Failed to serve the kubelet port\" err=\"{e}\""),
+        );
+    }
 }
 
 /// The certificate a CSR object carries, decoded (for tests and the wait).
@@ -200,14 +255,17 @@ mod tests {
     use base64::Engine;
     use serde_json::json;
 
-    fn settings(dir: &Path, bootstrap: bool) -> Settings {
-        let args: Vec<String> = vec![
+    /// Without an IP nothing listens (a unit test binds no port).
+    fn settings(dir: &Path, bootstrap: bool, ip: bool) -> Settings {
+        let mut args: Vec<String> = vec![
             "--kubeconfig=/k".into(),
             format!("--cert-dir={}", dir.display()),
             "--hostname-override=worker-01".into(),
-            "--node-ip=127.10.0.2".into(),
             format!("--rotate-server-certificates={bootstrap}"),
         ];
+        if ip {
+            args.push("--node-ip=127.10.0.2".into());
+        }
         match super::super::config::settings(&args) {
             Ok(Some(s)) => s,
             _ => panic!("settings"),
@@ -217,7 +275,7 @@ mod tests {
     #[test]
     fn serving_csr_names_the_node_and_its_addresses() {
         let tmp = crate::testutil::TempDir::new("kubelet-serving");
-        let s = settings(&tmp.0, true);
+        let s = settings(&tmp.0, true, true);
         assert!(s.server_tls_bootstrap);
         let key = pki::new_key_pem().unwrap();
         let pem = csr_pem(&s, &key).unwrap();
@@ -234,7 +292,7 @@ mod tests {
     #[test]
     fn filed_as_the_node_then_stored_once_issued() {
         let tmp = crate::testutil::TempDir::new("kubelet-serving-flow");
-        let s = settings(&tmp.0, true);
+        let s = settings(&tmp.0, true, true);
         let api = FakeApi::default();
         let key = pki::new_key_pem().unwrap();
         let name = csr_name(&key, &s.node_name);
@@ -270,7 +328,7 @@ mod tests {
     #[test]
     fn without_bootstrap_a_self_signed_pair() {
         let tmp = crate::testutil::TempDir::new("kubelet-selfsigned");
-        let s = settings(&tmp.0, false);
+        let s = settings(&tmp.0, false, false);
         assert!(!s.server_tls_bootstrap);
         let kc = kube::parse_kubeconfig(
             "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n",
