@@ -54,6 +54,13 @@ pub enum Op {
     KubeDelete {
         object: ObjectRef,
     },
+    /// `kubectl certificate approve NAME`: the Approved condition on a CSR.
+    ApproveCsr {
+        object: ObjectRef,
+        /// The CSR as it will be once approved, for the view.
+        #[serde(skip)]
+        approved: Json,
+    },
     /// Create a bootstrap token: its Secret (with `stringData`, as applied), applied like
     /// any object. Its own op so that the plan says what it is without showing the Secret.
     CreateToken {
@@ -74,6 +81,10 @@ impl Op {
             }
             Op::CreateToken { object, secret } => Some(object.cluster.apply_command(&yaml(secret))),
             Op::KubeDelete { object } => Some(object.delete_command()),
+            Op::ApproveCsr { object, .. } => Some(object.cluster.raw(&format!(
+                "certificate approve {}",
+                crate::shell::quote(&object.name)
+            ))),
             _ => None,
         }
     }
@@ -84,7 +95,11 @@ impl Op {
     pub fn deferrable(&self) -> bool {
         !matches!(
             self,
-            Op::Exec { .. } | Op::KubeApply { .. } | Op::KubeDelete { .. } | Op::CreateToken { .. }
+            Op::Exec { .. }
+                | Op::KubeApply { .. }
+                | Op::KubeDelete { .. }
+                | Op::CreateToken { .. }
+                | Op::ApproveCsr { .. }
         )
     }
 }
@@ -214,6 +229,9 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 view.plan_kube_object(object, Some(stored_secret(secret)));
             }
             Op::KubeDelete { object } => view.plan_kube_object(object, None),
+            Op::ApproveCsr { object, approved } => {
+                view.plan_kube_object(object, Some(approved.clone()))
+            }
         }
     }
 }

@@ -105,7 +105,8 @@ fn site_playbook_joins_every_worker_then_changes_nothing() {
     assert_eq!(first.code, 0, "{}", first.all());
     assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02", "worker-03"]);
     let csrs = lab.kubectl("get csr");
-    assert_eq!(csrs.matches("Approved,Issued").count(), 3, "{csrs}");
+    // A client and a serving certificate per worker.
+    assert_eq!(csrs.matches("Approved,Issued").count(), 6, "{csrs}");
     let tokens = token_ids(&lab);
     assert_eq!(tokens.len(), 1, "{tokens:?}");
     assert!(lab

@@ -18,6 +18,7 @@ mod kube_flags_members;
 mod plan_equals_apply;
 mod reset;
 mod secrets;
+mod serving_certs;
 mod ssh_laptop;
 mod stale_temps;
 mod token_cli;

@@ -261,6 +261,11 @@ fn prepare_host(
         fs::write(&p, text).map_err(LabError::io(format!("writing {}", p.display())))
     };
     write(hd.fstab(), sshd_config::FSTAB)?;
+    // The kubelet stand-in's node IP when no --node-ip is given (see kubelet/config.rs).
+    write(
+        hd.state().join(super::kubelet::LAB_ADDRESS_FILE),
+        &format!("{}\n", h.address),
+    )?;
     // root's home inside the host is a fresh private dir, as on a new node: the real machine's
     // /root/.bashrc (pyenv and the like) would otherwise run on every SSH command.
     let home = hd.state().join("root");

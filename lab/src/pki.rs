@@ -162,6 +162,25 @@ impl Ca {
     /// Sign a PKCS#10 CSR (PEM) as a client certificate keeping its subject; returns the cert PEM.
     /// The CSR's signature is verified; its requested extensions other than SANs are refused.
     pub(crate) fn sign_csr(&self, csr_pem: &str, validity: Duration) -> Result<String, PkiError> {
+        self.sign_csr_for(csr_pem, validity, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// Sign a CSR as a serving certificate (extended key usage serverAuth), keeping its
+    /// subject and its SANs.
+    pub(crate) fn sign_serving_csr(
+        &self,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        self.sign_csr_for(csr_pem, validity, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    fn sign_csr_for(
+        &self,
+        csr_pem: &str,
+        validity: Duration,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<String, PkiError> {
         let (ca_cert, ca_key) = self.signer()?;
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Csr(e.to_string()))?;
@@ -173,7 +192,7 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params.extended_key_usages = vec![usage];
         csr.params.use_authority_key_identifier_extension = true;
         set_validity(&mut csr.params, validity);
         csr.params.serial_number = Some(random_serial(csr_pem.as_bytes()));
@@ -198,6 +217,61 @@ pub(crate) fn csr_pem(
     params.distinguished_name = dn(common_name, organizations)?;
     let csr = params.serialize_request(&key)?;
     Ok(csr.pem()?)
+}
+
+/// A CSR as `csr_pem` makes, with subjectAltNames: DNS names and IP addresses.
+pub(crate) fn csr_pem_with_sans(
+    key_pem: &str,
+    common_name: &str,
+    organizations: &[String],
+    dns_names: &[String],
+    ips: &[IpAddr],
+) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(key_pem).map_err(PkiError::Key)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(common_name, organizations)?;
+    for d in dns_names {
+        let name = d.clone().try_into().map_err(|_| PkiError::Invalid {
+            field: "DNS name",
+            detail: d.clone(),
+        })?;
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    let csr = params.serialize_request(&key)?;
+    Ok(csr.pem()?)
+}
+
+/// A self-signed serving certificate for `host` (what a kubelet without serving-certificate
+/// bootstrap makes for itself: `<host>@<unix time>` as CN, the host as DNS name).
+pub(crate) fn self_signed_serving(host: &str, ips: &[IpAddr]) -> Result<Issued, PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    params.distinguished_name = dn(&format!("{host}@{now}"), &[])?;
+    if let Ok(name) = host.to_string().try_into() {
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    set_validity(&mut params, Duration::from_secs(365 * 24 * 3600));
+    params.serial_number = Some(random_serial(&key.public_key_der()));
+    let cert = params.self_signed(&key)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// The subject (CN, list of O) of a PEM CSR. Does not verify the CSR's signature.

@@ -258,7 +258,10 @@ fn ops_body(ops: &[Op]) -> String {
                 s.push_str(&format!("systemctl {}\n", args.join(" ")));
             }
             Op::SwapOff => s.push_str("swapoff -a\n"),
-            Op::KubeApply { .. } | Op::KubeDelete { .. } | Op::CreateToken { .. } => {
+            Op::KubeApply { .. }
+            | Op::KubeDelete { .. }
+            | Op::CreateToken { .. }
+            | Op::ApproveCsr { .. } => {
                 if let Some(cmd) = op.kubectl_command() {
                     s.push_str(&cmd);
                     s.push('\n');

@@ -1,5 +1,7 @@
-//! Kubernetes specifics: bootstrap tokens and their Secret, the detached JWS of cluster-info.
+//! Kubernetes specifics: bootstrap tokens and their Secret, the detached JWS of cluster-info,
+//! the checks on kubelet serving CSRs.
 
+pub mod csr;
 pub mod discovery;
 pub mod jws;
 pub mod token;

@@ -144,6 +144,7 @@ fn summary(op: &Op) -> String {
         }
         Op::KubeDelete { object } => format!("kube delete {}", object_label(object)),
         Op::CreateToken { object, .. } => format!("create token {}", object_label(object)),
+        Op::ApproveCsr { object, .. } => format!("approve csr {}", object.name),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod file;
 pub mod file_common;
 #[cfg(test)]
 mod fixtures;
+pub mod kube_csr_approve;
 pub mod kube_flags;
 pub mod kube_object;
 pub mod kube_wait;
@@ -82,6 +83,7 @@ pub enum ModuleArgs {
     KubeObject(kube_object::Args),
     BootstrapToken(bootstrap_token::Args),
     KubeWait(kube_wait::Args),
+    KubeCsrApprove(kube_csr_approve::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -98,6 +100,7 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_object",
     "bootstrap_token",
     "kube_wait",
+    "kube_csr_approve",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
@@ -128,6 +131,7 @@ impl ModuleArgs {
             ModuleArgs::KubeObject(_) => "kube_object",
             ModuleArgs::BootstrapToken(_) => "bootstrap_token",
             ModuleArgs::KubeWait(_) => "kube_wait",
+            ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
         }
     }
 
@@ -157,6 +161,7 @@ impl ModuleArgs {
             ModuleArgs::KubeObject(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::BootstrapToken(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -180,6 +185,7 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_object" => ModuleArgs::KubeObject(Deserialize::deserialize(d)?),
             "bootstrap_token" => ModuleArgs::BootstrapToken(Deserialize::deserialize(d)?),
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
+            "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

@@ -17,7 +17,7 @@ mod api;
 mod authn;
 mod authz;
 mod flags;
-mod http;
+pub(crate) mod http;
 mod patch;
 mod policy;
 mod proto;

@@ -1,14 +1,19 @@
-//! csrapproving and csrsigning for kubelet client certificates
-//! (signerName `kubernetes.io/kube-apiserver-client-kubelet`), as upstream:
+//! csrapproving for kubelet client certificates and csrsigning for kubelet client and serving
+//! certificates (signerNames `kubernetes.io/kube-apiserver-client-kubelet` and
+//! `kubernetes.io/kubelet-serving`), as upstream:
 //! * approving: a CSR whose request is a valid node client CSR is approved (condition
 //!   Approved, reason AutoApproved, via /approval) when its requester may `create`
 //!   `certificatesigningrequests/selfnodeclient` (renewal: requester username == CSR CN) or
 //!   `certificatesigningrequests/nodeclient`. The check is a SubjectAccessReview through the
 //!   API; when the server does not serve SubjectAccessReview (404) the stand-in evaluates RBAC
 //!   itself from the ClusterRoleBindings and ClusterRoles it can read.
-//! * signing: an approved, not failed, not yet issued kubelet client CSR is signed with the
-//!   cluster signing cert/key for min(--cluster-signing-duration, spec.expirationSeconds) and
-//!   the certificate written via /status.
+//!   Serving CSRs are never approved here: upstream leaves them to the cluster operator (a
+//!   kubelet's serving certificate names addresses the API server cannot vouch for), so they stay
+//!   Pending until someone (bootstrapctl, kubelet-csr-approver) approves them.
+//! * signing: an approved, not failed, not yet issued kubelet client or serving CSR that passes
+//!   its signer's validation is signed with the cluster signing cert/key for
+//!   min(--cluster-signing-duration, spec.expirationSeconds) and the certificate written via
+//!   /status; one that fails it gets a Failed condition.
 
 use std::time::Duration;
 
@@ -21,6 +26,7 @@ use super::super::timefmt;
 
 pub(crate) const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 pub(crate) const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub(crate) const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 const SAR: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
 const CRBS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
 const CRS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles";
@@ -95,6 +101,36 @@ pub(crate) fn validate_kubelet_client(r: &Request, usages: &[String]) -> Result<
         || u == ["client auth", "digital signature", "key encipherment"];
     if !ok {
         return Err("usages did not match [client auth digital signature key encipherment]".into());
+    }
+    Ok(())
+}
+
+/// Upstream's ValidateKubeletServingCSR: O exactly [system:nodes], no email or URI SANs, at
+/// least one DNS or IP SAN, CN prefixed `system:node:`, usages exactly {digital signature,
+/// server auth} with key encipherment allowed.
+pub(crate) fn validate_kubelet_serving(r: &Request, usages: &[String]) -> Result<(), String> {
+    if r.organizations != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if r.emails > 0 {
+        return Err("email subjectAltNames are not allowed".into());
+    }
+    if r.uris > 0 {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    if r.dns == 0 && r.ips == 0 {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    if !r.common_name.starts_with("system:node:") {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    let mut u: Vec<&str> = usages.iter().map(String::as_str).collect();
+    u.sort();
+    u.dedup();
+    let ok = u == ["digital signature", "server auth"]
+        || u == ["digital signature", "key encipherment", "server auth"];
+    if !ok {
+        return Err("usages did not match [digital signature key encipherment server auth]".into());
     }
     Ok(())
 }
@@ -316,20 +352,26 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
     let mut signed = Vec::new();
     for mut csr in api.list(CSRS)? {
         let name = csr_name(&csr);
+        let signer_name = csr["spec"]["signerName"].as_str().unwrap_or("").to_string();
+        let serving = signer_name == KUBELET_SERVING_SIGNER;
         if !has_condition(&csr, "Approved")
             || has_condition(&csr, "Failed")
             || csr["status"]["certificate"]
                 .as_str()
                 .is_some_and(|c| !c.is_empty())
-            || csr["spec"]["signerName"].as_str() != Some(KUBELET_CLIENT_SIGNER)
+            || !(serving || signer_name == KUBELET_CLIENT_SIGNER)
         {
             continue;
         }
         let pem = request_pem(&csr);
-        let valid = pem
-            .clone()
-            .and_then(|p| parse_request(&p))
-            .and_then(|r| validate_kubelet_client(&r, &strings(&csr["spec"]["usages"])));
+        let usages = strings(&csr["spec"]["usages"]);
+        let valid = pem.clone().and_then(|p| parse_request(&p)).and_then(|r| {
+            if serving {
+                validate_kubelet_serving(&r, &usages)
+            } else {
+                validate_kubelet_client(&r, &usages)
+            }
+        });
         if let Err(e) = valid {
             let cond = json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
                 "message": e, "lastUpdateTime": timefmt::now_rfc3339()});
@@ -349,7 +391,13 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
         if let Some(s) = csr["spec"]["expirationSeconds"].as_u64() {
             validity = validity.min(Duration::from_secs(s));
         }
-        let cert = match signer.ca.sign_csr(&pem.unwrap_or_default(), validity) {
+        let pem = pem.unwrap_or_default();
+        let issued = if serving {
+            signer.ca.sign_serving_csr(&pem, validity)
+        } else {
+            signer.ca.sign_csr(&pem, validity)
+        };
+        let cert = match issued {
             Ok(c) => c,
             Err(e) => {
                 klog(
@@ -363,7 +411,7 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
         csr["status"]["certificate"] =
             Value::from(base64::engine::general_purpose::STANDARD.encode(cert));
         api.put(&format!("{CSRS}/{name}/status"), &csr)?;
-        klog('I', "signer.go:140", &format!("\"Signed certificate signing request\" csr=\"{name}\" signerName=\"{KUBELET_CLIENT_SIGNER}\" validity=\"{}s\"", validity.as_secs()));
+        klog('I', "signer.go:140", &format!("\"Signed certificate signing request\" csr=\"{name}\" signerName=\"{signer_name}\" validity=\"{}s\"", validity.as_secs()));
         signed.push(name);
     }
     Ok(signed)
@@ -614,6 +662,160 @@ mod tests {
                 ),
             );
             assert_eq!(approve(&api).unwrap().len(), usize::from(allowed));
+        }
+    }
+
+    fn serving_csr(name: &str, cn: &str, sans: &[&str], usages: &[&str]) -> Value {
+        let key = pki::new_key_pem().unwrap();
+        let (ips, dns): (Vec<&str>, Vec<&str>) = sans
+            .iter()
+            .partition(|s| s.parse::<std::net::IpAddr>().is_ok());
+        let pem = pki::csr_pem_with_sans(
+            &key,
+            cn,
+            &["system:nodes".to_string()],
+            &dns.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &ips.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        json!({"metadata": {"name": name}, "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            "signerName": KUBELET_SERVING_SIGNER, "usages": usages,
+            "username": cn, "groups": ["system:nodes", "system:authenticated"]}, "status": {}})
+    }
+
+    #[test]
+    fn serving_csrs_are_never_approved_but_signed_once_approved() {
+        let api = FakeApi::default();
+        // Every binding a cluster could have: csrapproving still leaves serving CSRs alone.
+        for (n, role, group) in [
+            (
+                "a",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                "system:nodes",
+            ),
+            (
+                "b",
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+                "system:nodes",
+            ),
+            ("c", "cluster-admin", "system:nodes"),
+        ] {
+            api.insert(&format!("{CRBS}/{n}"), crb(n, role, group));
+        }
+        let good = ["digital signature", "key encipherment", "server auth"];
+        api.insert(
+            &format!("{CSRS}/csr-serving"),
+            serving_csr(
+                "csr-serving",
+                "system:node:worker-01",
+                &["worker-01", "127.10.0.2"],
+                &good,
+            ),
+        );
+        api.insert(
+            &format!("{CSRS}/csr-client-usage"),
+            serving_csr(
+                "csr-client-usage",
+                "system:node:worker-01",
+                &["worker-01"],
+                &["digital signature", "client auth"],
+            ),
+        );
+        assert!(approve(&api).unwrap().is_empty());
+        let ca = pki::Ca::generate("kubernetes").unwrap();
+        let signer = Signer {
+            ca,
+            duration: Duration::from_secs(3600),
+        };
+        assert!(
+            sign(&api, &signer).unwrap().is_empty(),
+            "pending: not signed"
+        );
+        for name in ["csr-serving", "csr-client-usage"] {
+            let mut o = api.obj(&format!("{CSRS}/{name}")).unwrap();
+            o["status"] = json!({"conditions": [{"type": "Approved", "status": "True", "reason": "KubectlApprove"}]});
+            api.insert(&format!("{CSRS}/{name}"), o);
+        }
+        assert_eq!(sign(&api, &signer).unwrap(), ["csr-serving"]);
+        let failed = api.obj(&format!("{CSRS}/csr-client-usage")).unwrap();
+        assert_eq!(failed["status"]["conditions"][1]["type"], "Failed");
+        assert_eq!(
+            failed["status"]["conditions"][1]["message"],
+            "usages did not match [digital signature key encipherment server auth]"
+        );
+        let o = api.obj(&format!("{CSRS}/csr-serving")).unwrap();
+        let pem = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(o["status"]["certificate"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth);
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        let names: Vec<String> = san.general_names.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            names,
+            ["DNSName(worker-01)", "IPAddress(7f:0a:00:02)"],
+            "SANs kept"
+        );
+    }
+
+    #[test]
+    fn serving_validation_table() {
+        let good = Request {
+            common_name: "system:node:w".into(),
+            organizations: vec!["system:nodes".into()],
+            dns: 1,
+            ..Request::default()
+        };
+        let u = usages(&["digital signature", "key encipherment", "server auth"]);
+        assert_eq!(validate_kubelet_serving(&good, &u), Ok(()));
+        assert_eq!(
+            validate_kubelet_serving(&good, &usages(&["digital signature", "server auth"])),
+            Ok(())
+        );
+        for (r, want) in [
+            (
+                Request {
+                    dns: 0,
+                    ..good.clone()
+                },
+                "DNS or IP subjectAltName is required",
+            ),
+            (
+                Request {
+                    emails: 1,
+                    ..good.clone()
+                },
+                "email subjectAltNames are not allowed",
+            ),
+            (
+                Request {
+                    uris: 1,
+                    ..good.clone()
+                },
+                "URI subjectAltNames are not allowed",
+            ),
+            (
+                Request {
+                    organizations: vec![],
+                    ..good.clone()
+                },
+                "subject organization is not system:nodes",
+            ),
+            (
+                Request {
+                    common_name: "w".into(),
+                    ..good.clone()
+                },
+                "subject common name does not begin with system:node:",
+            ),
+        ] {
+            assert_eq!(validate_kubelet_serving(&r, &u), Err(want.to_string()));
         }
     }
 }

@@ -19,14 +19,14 @@ use super::{current_pem, now, Settings};
 
 pub(crate) struct NodeClient {
     pub(crate) api: kube::Client,
-    kubeconfig: Kubeconfig,
+    pub(crate) kubeconfig: Kubeconfig,
     deadline: i64,
 }
 
 const RETRY: Duration = Duration::from_secs(3);
 
 /// Validity window (unix seconds) of the first certificate in `pem`.
-fn window(pem: &str) -> Option<(i64, i64)> {
+pub(crate) fn window(pem: &str) -> Option<(i64, i64)> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
     let (_, c) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
     Some((
@@ -66,7 +66,7 @@ fn usable(path: &Path) -> Result<Kubeconfig, String> {
     Ok(kc)
 }
 
-fn client(kc: &Kubeconfig) -> Result<kube::Client, String> {
+pub(crate) fn client(kc: &Kubeconfig) -> Result<kube::Client, String> {
     kube::Client::new(kc, "kubelet/v1.32.0 (linux) bootstrapctl-lab-stand-in")
 }
 
@@ -192,7 +192,7 @@ fn os_msg(e: &std::io::Error) -> String {
     m.split(" (os error").next().unwrap_or(&m).to_lowercase()
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("lab-tmp");
     let res = std::fs::OpenOptions::new()
@@ -254,18 +254,45 @@ pub(crate) fn request(
     let cn = format!("system:node:{node}");
     let csr = pki::csr_pem(key, &cn, &["system:nodes".to_string()]).map_err(|e| e.to_string())?;
     let name = csr_name(key, node);
+    post_csr(
+        api,
+        &name,
+        &csr,
+        KUBELET_CLIENT_SIGNER,
+        &["digital signature", "client auth"],
+    )?;
+    await_certificate(api, &name, wait)
+}
+
+/// Creates a CSR as the caller; one that exists already (a retry with the same key) is fine.
+pub(crate) fn post_csr(
+    api: &dyn Api,
+    name: &str,
+    csr_pem: &str,
+    signer: &str,
+    usages: &[&str],
+) -> Result<(), String> {
     let body = json!({
         "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
         "metadata": {"name": name},
-        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&csr),
-                 "signerName": KUBELET_CLIENT_SIGNER,
-                 "usages": ["digital signature", "client auth"]},
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(csr_pem),
+                 "signerName": signer,
+                 "usages": usages},
     });
     match api.post(CSRS, &body) {
-        Ok(_) => klog('I', "csr.go:90", &format!("\"Certificate signing request created, waiting for it to be approved and issued\" csr=\"{name}\"")),
+        Ok(_) => klog('I', "csr.go:90", &format!("\"Certificate signing request created, waiting for it to be approved and issued\" csr=\"{name}\" signerName=\"{signer}\"")),
         Err(e) if e.code == 409 => klog('I', "csr.go:95", &format!("\"Certificate signing request already exists, waiting for it\" csr=\"{name}\"")),
         Err(e) => return Err(format!("cannot create certificate signing request: {e}")),
     }
+    Ok(())
+}
+
+/// Waits up to `wait` for CSR `name` to be approved and issued; returns the certificate PEM.
+pub(crate) fn await_certificate(
+    api: &dyn Api,
+    name: &str,
+    wait: Duration,
+) -> Result<String, String> {
     let start = std::time::Instant::now();
     let mut approved_logged = false;
     while start.elapsed() < wait {

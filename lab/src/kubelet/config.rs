@@ -15,6 +15,9 @@ pub(crate) struct Settings {
     pub(crate) kubeconfig: PathBuf,
     pub(crate) cert_dir: PathBuf,
     pub(crate) rotate: bool,
+    /// `serverTLSBootstrap` (or the older `--rotate-server-certificates`): the serving
+    /// certificate comes from a kubelet-serving CSR instead of being self-signed.
+    pub(crate) server_tls_bootstrap: bool,
     pub(crate) fail_swap_on: bool,
     pub(crate) node_name: String,
     pub(crate) node_ips: Vec<String>,
@@ -113,8 +116,9 @@ Flags honoured:
       --bootstrap-kubeconfig string   kubeconfig with a bootstrap token, used when --kubeconfig has no usable client certificate
       --kubeconfig string             kubeconfig written after bootstrap and used to reach the API server
       --cert-dir string               where kubelet-client-*.pem go (default /var/lib/kubelet/pki)
-      --config string                 KubeletConfiguration file (rotateCertificates, failSwapOn, nodeStatusUpdateFrequency)
+      --config string                 KubeletConfiguration file (rotateCertificates, serverTLSBootstrap, failSwapOn, nodeStatusUpdateFrequency)
       --rotate-certificates           renew the client certificate through a new CSR at 70-90% of its life
+      --rotate-server-certificates    serverTLSBootstrap: the serving certificate from a kubelet-serving CSR
       --fail-swap-on                  fail when swap is on (default true)
       --hostname-override string      node name (default: the hostname)
       --node-ip string                comma-separated InternalIP addresses of the node
@@ -131,6 +135,20 @@ fn yaml_bool(v: &Value, key: &str) -> Result<Option<bool>, String> {
         other => Err(format!("json: cannot unmarshal {other} into Go struct field KubeletConfiguration.{key} of type bool")),
     }
 }
+
+/// Without `--node-ip` a real kubelet takes the address of its hostname or of the interface
+/// of the default route. Lab hosts share the machine's network namespace, where neither
+/// names the host, so the lab writes each host's own 127.x address into its state dir and
+/// that stands for the default-route address.
+fn lab_host_address() -> Vec<String> {
+    let path = std::path::Path::new(crate::namespace::STATE_MOUNT).join(LAB_ADDRESS_FILE);
+    std::fs::read_to_string(path)
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The file under a lab host's state dir that holds the host's address.
+pub(crate) const LAB_ADDRESS_FILE: &str = "address";
 
 pub(crate) fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError> {
     let f = flagparse::parse(args, &|n| flagparse::kind_in(n, VALUE_FLAGS, BOOL_FLAGS))
@@ -169,6 +187,15 @@ pub(crate) fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError>
             .map_err(fatal)?
             .unwrap_or(false),
     };
+    let server_tls_bootstrap = match f
+        .bool("rotate-server-certificates")
+        .map_err(ConfigError::Flag)?
+    {
+        Some(b) => b,
+        None => yaml_bool(&file, "serverTLSBootstrap")
+            .map_err(fatal)?
+            .unwrap_or(false),
+    };
     let fail_swap_on = match f.bool("fail-swap-on").map_err(ConfigError::Flag)? {
         Some(b) => b,
         None => yaml_bool(&file, "failSwapOn")
@@ -204,7 +231,7 @@ pub(crate) fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError>
                 .filter(|s| !s.is_empty())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_else(lab_host_address);
     let mut node_labels = Vec::new();
     for l in f.all("node-labels") {
         for kv in l.split(',').filter(|s| !s.is_empty()) {
@@ -230,6 +257,7 @@ pub(crate) fn settings(args: &[String]) -> Result<Option<Settings>, ConfigError>
         kubeconfig: PathBuf::from(kubeconfig),
         cert_dir: PathBuf::from(f.last("cert-dir").unwrap_or("/var/lib/kubelet/pki")),
         rotate,
+        server_tls_bootstrap,
         fail_swap_on,
         node_name,
         node_ips,

@@ -4,12 +4,14 @@
 //! TLS bootstrapping: client certificate from `--kubeconfig`, or bootstrap through
 //! `--bootstrap-kubeconfig` (new key, CSR, wait for approval and the certificate, write
 //! kubelet-client-<ts>.pem + kubelet-client-current.pem + the kubeconfig), fail on active swap
-//! with failSwapOn, register its Node, keep its Ready condition fresh, and rotate the client
-//! certificate at 70-90% of its life when rotation is on. It runs no pods and never contacts
-//! the container runtime.
+//! with failSwapOn, file its serving CSR with serverTLSBootstrap (else a self-signed serving
+//! pair), register its Node, keep its Ready condition fresh, and rotate the client certificate
+//! at 70-90% of its life when rotation is on. It runs no pods and never contacts the container
+//! runtime.
 
 mod bootstrap;
 mod config;
+mod serving;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -19,7 +21,7 @@ use serde_json::{json, Value};
 use super::kube::{klog, Api, ApiError};
 use super::timefmt;
 
-pub(crate) use config::Settings;
+pub(crate) use config::{Settings, LAB_ADDRESS_FILE};
 
 fn fail(msg: &str) -> i32 {
     klog(
@@ -61,6 +63,9 @@ pub(crate) fn kubelet_main(args: &[String]) -> i32 {
             s.runtime_endpoint
         ),
     );
+    if let Err(e) = serving::start(&s, &client.kubeconfig) {
+        return fail(&format!("failed to run Kubelet: serving certificate: {e}"));
+    }
     run_node(&s, &mut client)
 }
 
