@@ -58,3 +58,66 @@ fn apply_reads_ini_group_vars_beside_inventory_and_playbook_and_vault() {
     assert!(!all.contains("S3cr3t-DB-pass"), "{all}");
     assert!(all.contains("<redacted>"), "{all}");
 }
+
+/// `-i` twice (an INI file and a YAML file) and `--vault-password-file` on `apply`: hosts of
+/// both sources run, and the vaulted value is decrypted with the password given on the command
+/// line (no environment variable).
+#[test]
+fn apply_takes_several_inventories_and_a_vault_password_file() {
+    let d = tempdir("inv-apply-many");
+    std::fs::create_dir_all(d.join("group_vars/all")).unwrap();
+    std::fs::write(
+        d.join("a.ini"),
+        "[local]\nlocal-a ansible_connection=local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("b.yaml"),
+        "all:\n  children:\n    local:\n      hosts:\n        local-b:\n          ansible_connection: local\n",
+    )
+    .unwrap();
+    let corpus = fixture("inventory/corpus/vault");
+    std::fs::copy(
+        corpus.join("group_vars/databases/vault.yml"),
+        d.join("group_vars/all/vault.yml"),
+    )
+    .unwrap();
+    std::fs::copy(corpus.join("vault-password"), d.join("pw")).unwrap();
+    std::fs::write(
+        d.join("pb.yaml"),
+        format!(
+            "- hosts: local\n  gather_facts: false\n  tasks:\n    - name: write\n      copy:\n        dest: \"{}/{{{{ inventory_hostname }}}}.txt\"\n        content: \"{{{{ vault_port }}}}\\n\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let run = Command::new(bin())
+        .args([
+            "apply",
+            "-i",
+            "a.ini",
+            "-i",
+            "b.yaml",
+            "--vault-password-file",
+            "pw",
+            "pb.yaml",
+        ])
+        .current_dir(&d)
+        .env_remove("ANSIBLE_VAULT_PASSWORD_FILE")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(run.status.code(), Some(0), "{all}");
+    for host in ["local-a", "local-b"] {
+        assert_eq!(
+            std::fs::read_to_string(d.join(format!("{host}.txt"))).unwrap(),
+            "5432\n",
+            "{all}"
+        );
+    }
+}

@@ -157,9 +157,15 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Ansible YAML inventory.
-    #[arg(short, long, value_name = "FILE")]
-    pub inventory: PathBuf,
+    /// Inventory file or directory (YAML or INI); may be given several times.
+    #[arg(short, long, value_name = "FILE", required = true)]
+    pub inventory: Vec<PathBuf>,
+    /// Vault password file (an executable one is run); may be given several times.
+    #[arg(long, value_name = "FILE")]
+    pub vault_password_file: Vec<PathBuf>,
+    /// Prompt for the vault password.
+    #[arg(long)]
+    pub ask_vault_pass: bool,
     /// Change nothing; report what would change.
     #[arg(short = 'C', long)]
     pub check: bool,

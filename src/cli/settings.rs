@@ -16,7 +16,10 @@ use crate::transport::BecomePassword;
 pub const BECOME_PASSWORD_ENV: &str = "BOOTSTRAPCTL_BECOME_PASSWORD";
 
 pub struct RunSettings {
-    pub inventory_path: PathBuf,
+    /// Inventory sources in the order given (`-i` repeated), as Ansible merges them.
+    pub inventory_sources: Vec<PathBuf>,
+    pub vault_password_files: Vec<PathBuf>,
+    pub ask_vault_pass: bool,
     pub playbook: PlaybookSource,
     pub limit: Option<String>,
     pub opts: RunOptions,
@@ -78,7 +81,9 @@ impl RunSettings {
                 .map(BecomePassword::new)
         };
         Ok(RunSettings {
-            inventory_path: a.inventory,
+            inventory_sources: a.inventory,
+            vault_password_files: a.vault_password_file,
+            ask_vault_pass: a.ask_vault_pass,
             playbook: match playbook {
                 Some(p) => PlaybookSource::File(p),
                 None => PlaybookSource::Embedded("site.yaml"),
@@ -376,9 +381,10 @@ impl RunSettings {
             PlaybookSource::File(p) => p.parent().map(Path::to_path_buf),
             PlaybookSource::Embedded(_) => None,
         };
-        let vault = crate::vault::Vault::from_sources(&[], false)?;
+        let vault =
+            crate::vault::Vault::from_sources(&self.vault_password_files, self.ask_vault_pass)?;
         let options = crate::inventory::LoadOptions {
-            sources: vec![self.inventory_path.clone()],
+            sources: self.inventory_sources.clone(),
             playbook_dir,
             vault,
         };
