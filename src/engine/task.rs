@@ -85,7 +85,7 @@ impl HostRunner<'_> {
             .unwrap_or(&empty);
         context(
             &self.run.templates,
-            &self.run.shared,
+            &self.state.shared(),
             &Scope {
                 host: self.host,
                 inventory,

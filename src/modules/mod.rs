@@ -12,6 +12,7 @@ pub mod kube_flags;
 pub mod kube_object;
 pub mod kube_wait;
 pub mod kubectl;
+pub mod kubelet_join_state;
 pub mod swap;
 pub mod systemd;
 pub mod template;
@@ -82,6 +83,7 @@ pub enum ModuleArgs {
     KubeObject(kube_object::Args),
     BootstrapToken(bootstrap_token::Args),
     KubeWait(kube_wait::Args),
+    KubeletJoinState(kubelet_join_state::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -98,6 +100,7 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_object",
     "bootstrap_token",
     "kube_wait",
+    "kubelet_join_state",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
@@ -128,6 +131,7 @@ impl ModuleArgs {
             ModuleArgs::KubeObject(_) => "kube_object",
             ModuleArgs::BootstrapToken(_) => "bootstrap_token",
             ModuleArgs::KubeWait(_) => "kube_wait",
+            ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
         }
     }
 
@@ -140,6 +144,11 @@ impl ModuleArgs {
                 cx.vars,
                 cx.what,
             )?)]),
+            // The certificate's path is known before the CA is (read from the control plane).
+            ModuleArgs::KubeletJoinState(a) => Ok(vec![crate::hoststate::Read::File(
+                template::opt(&a.cert, cx)?
+                    .unwrap_or_else(|| kubelet_join_state::DEFAULT_CERT.into()),
+            )]),
             _ => Ok(self.resolve(cx)?.reads()),
         }
     }
@@ -157,6 +166,7 @@ impl ModuleArgs {
             ModuleArgs::KubeObject(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::BootstrapToken(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -180,6 +190,7 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_object" => ModuleArgs::KubeObject(Deserialize::deserialize(d)?),
             "bootstrap_token" => ModuleArgs::BootstrapToken(Deserialize::deserialize(d)?),
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
+            "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }
