@@ -41,6 +41,7 @@ impl HostRunner<'_> {
                 }
             }
         }
+        reads.extend(self.later_plays_reads());
         let become_ = self.become_for(tasks.first().unwrap_or(&super::task::dummy_task()));
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
@@ -56,6 +57,47 @@ impl HostRunner<'_> {
         if gather_facts {
             conn.facts_gathered = true;
         }
+    }
+}
+
+impl HostRunner<'_> {
+    /// The host's own files, units and facts that its later plays will read, as far as they
+    /// resolve now: read with this play's, so that a run of several plays on a host (the
+    /// workers plays: who must join, the token, the join) costs one read there, not one per
+    /// play. Cluster reads and commands are left to their play: they may change meanwhile.
+    fn later_plays_reads(&self) -> Vec<Read> {
+        let mut reads = Vec::new();
+        let here = self.state.play_index;
+        for (pi, play) in self.run.playbook.plays.iter().enumerate().skip(here + 1) {
+            if !self.run.play_hosts[pi].iter().any(|h| h == self.host) {
+                continue;
+            }
+            if play.gather_facts {
+                reads.push(Read::Facts);
+            }
+            for task in play.tasks.iter().chain(&play.handlers) {
+                if task.delegate_to.is_some() || task.loop_.is_some() {
+                    continue;
+                }
+                let Ok(ctx) = self.context(task, None) else {
+                    continue;
+                };
+                let what = format!("task {:?}", task.display_name());
+                let cx = ResolveCx {
+                    templates: &self.run.templates,
+                    vars: &ctx,
+                    base_dir: &self.run.base_dir,
+                    what: &what,
+                };
+                if let Ok(r) = task.module.reads(&cx) {
+                    reads.extend(
+                        r.into_iter()
+                            .filter(|r| matches!(r, Read::File(_) | Read::Unit(_) | Read::Swaps)),
+                    );
+                }
+            }
+        }
+        reads
     }
 }
 
