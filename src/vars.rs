@@ -15,6 +15,9 @@ use crate::template::{render_yaml, TemplateError, Templates};
 pub struct Shared {
     pub groups: Value,
     pub hostvars: Value,
+    /// Ansible's magic variables of the current play and batch (`ansible_play_hosts`,
+    /// `ansible_play_batch`): set by the engine, seen by play vars.
+    pub magic: BTreeMap<String, Value>,
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -50,6 +53,9 @@ pub fn context(t: &Templates, shared: &Shared, s: &Scope<'_>) -> Result<Value, T
     );
     ctx.insert("groups".into(), shared.groups.clone());
     ctx.insert("hostvars".into(), shared.hostvars.clone());
+    for (k, v) in &shared.magic {
+        ctx.insert(k.clone(), v.clone());
+    }
     // Vars render in order, which is as far as Ansible's lazy evaluation matters here: a var
     // that cannot render (it uses something undefined) is left out, and its error is kept so a
     // template that uses it says why (see template::convert).
@@ -197,6 +203,7 @@ mod tests {
                 .unwrap();
         let task: serde_yaml::Mapping = serde_yaml::from_str("c: task").unwrap();
         let shared = Shared {
+            magic: BTreeMap::new(),
             groups: Value::from(BTreeMap::<String, Vec<String>>::new()),
             hostvars: Value::from(BTreeMap::<String, Value>::new()),
             extra: parse_extra_vars(&["c=extra".into()]).unwrap(),
@@ -229,6 +236,7 @@ mod tests {
         let play: serde_yaml::Mapping =
             serde_yaml::from_str("url: 'https://{{ nohost.address }}'").unwrap();
         let shared = Shared {
+            magic: BTreeMap::new(),
             groups: Value::from(BTreeMap::<String, Vec<String>>::new()),
             hostvars: Value::from(BTreeMap::<String, Value>::new()),
             extra: BTreeMap::new(),

@@ -6,6 +6,7 @@ mod support;
 mod apply;
 mod bootstrap_flow;
 mod cli_errors;
+mod day_two;
 mod e2e;
 mod engine;
 mod faults;

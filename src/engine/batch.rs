@@ -5,18 +5,10 @@
 use super::executor;
 use super::host::HostRunner;
 use super::result::{TaskResult, TaskStatus};
+use super::step::Deferred;
 use crate::modules::ModuleArgs;
 use crate::plan::Op;
 use crate::playbook::Task;
-use crate::transport::Become;
-
-/// A task's result waiting for the flush that applies its ops (none: it only keeps its place
-/// in the report's order).
-pub struct Deferred {
-    pub(super) result: TaskResult,
-    pub(super) ops: Vec<Op>,
-    pub(super) become_: Option<Become>,
-}
 
 impl HostRunner<'_> {
     /// Whether a task's changes may wait for the next flush: file and unit changes whose

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::Value;
 
-use super::batch::Deferred;
 use super::result::TaskStatus;
+use super::step::Deferred;
 use super::{PlayState, RunCx};
 use crate::playbook::{Play, Task};
 

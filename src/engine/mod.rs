@@ -10,6 +10,7 @@ mod reads;
 mod realise;
 pub mod reporter;
 pub mod result;
+mod step;
 mod task;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -73,6 +74,8 @@ pub struct RunCx {
     /// Hosts each play runs on, resolved and validated before anything connects.
     pub play_hosts: Vec<Vec<String>>,
     results: Mutex<Vec<TaskResult>>,
+    /// Plays that did not start, and why (said in the recap).
+    stopped: Mutex<Vec<String>>,
     pub interrupted: AtomicBool,
     /// Names this run in host locks (engine::lock).
     pub run_id: String,
@@ -116,6 +119,7 @@ impl RunCx {
             base_dir,
             play_hosts,
             results: Mutex::new(Vec::new()),
+            stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
             run_id: crate::k8s::token::BootstrapToken::generate()
                 .map(|t| t.secret().to_string())
@@ -123,27 +127,69 @@ impl RunCx {
         }
     }
 
+    /// Why the plays after `failed` did not start: said in the recap.
+    fn note_stop(
+        &self,
+        rest: &[crate::playbook::Play],
+        failed: &crate::playbook::Play,
+        hosts: &[String],
+    ) {
+        if rest.is_empty() {
+            return;
+        }
+        let names: Vec<String> = rest
+            .iter()
+            .map(|p| format!("{:?}", p.display_name()))
+            .collect();
+        let why = if failed.any_errors_fatal {
+            "any_errors_fatal"
+        } else {
+            "max_fail_percentage"
+        };
+        self.stopped.lock().expect("notes").push(format!(
+            "play {:?} failed on {} ({why}): not started: {}",
+            failed.display_name(),
+            hosts.join(", "),
+            names.join(", ")
+        ));
+    }
+
     pub fn collect(&self, r: TaskResult) {
         self.results.lock().expect("results").push(r);
     }
 }
 
-/// Per play: the abort flag (any_errors_fatal, Ctrl-C) and the run_once cells.
+/// Per play: the abort flag (any_errors_fatal, Ctrl-C), the run_once cells, and the shared
+/// variables as this play's hosts see them (hostvars with every host's results so far, the
+/// play's hosts and the current batch).
 pub struct PlayState {
     pub play_index: usize,
     abort: AtomicBool,
     run_once: Mutex<HashMap<usize, RunOnceCell>>,
+    shared: std::sync::RwLock<Shared>,
 }
 
 type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
 
 impl PlayState {
-    fn new(play_index: usize) -> Self {
+    fn new(play_index: usize, shared: Shared) -> Self {
         PlayState {
             play_index,
             abort: AtomicBool::new(false),
             run_once: Mutex::new(HashMap::new()),
+            shared: std::sync::RwLock::new(shared),
         }
+    }
+    /// The shared variables for this play's current batch (cheap: values are Arc).
+    pub fn shared(&self) -> Shared {
+        self.shared.read().expect("play vars").clone()
+    }
+    fn set_batch(&self, batch: &[String]) {
+        self.shared
+            .write()
+            .expect("play vars")
+            .magic
+            .insert("ansible_play_batch".into(), Value::from_serialize(batch));
     }
     pub fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
@@ -184,8 +230,46 @@ pub fn shared_vars(inv: &Inventory, extra: BTreeMap<String, Value>) -> Shared {
     Shared {
         groups: Value::from_serialize(&groups),
         hostvars: Value::from(hostvars),
+        magic: BTreeMap::new(),
         extra,
     }
+}
+
+/// The shared variables at the start of a play: as Ansible's `hostvars`, each host's
+/// registered results so far on top of its inventory variables (plays are barriers, so a
+/// play sees what every host registered in the plays before it), and the play's hosts.
+fn play_shared(cx: &RunCx, hosts: &[String]) -> Shared {
+    let mut shared = cx.shared.clone();
+    let mut hostvars: BTreeMap<String, Value> = BTreeMap::new();
+    if let Ok(names) = cx.shared.hostvars.try_iter() {
+        for name in names {
+            let Some(host) = name.as_str() else { continue };
+            let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+            let base = cx.shared.hostvars.get_item(&name).unwrap_or_default();
+            if let Ok(keys) = base.try_iter() {
+                for k in keys {
+                    if let (Some(key), Ok(v)) = (k.as_str(), base.get_item(&k)) {
+                        vars.insert(key.to_string(), v);
+                    }
+                }
+            }
+            if let Some(slot) = cx.pool.get(host) {
+                if let Ok(conn) = slot.lock() {
+                    vars.extend(conn.registered.clone());
+                }
+            }
+            hostvars.insert(host.to_string(), Value::from(vars));
+        }
+    }
+    shared.hostvars = Value::from(hostvars);
+    shared
+        .magic
+        .insert("ansible_play_hosts".into(), Value::from_serialize(hosts));
+    shared.magic.insert(
+        "ansible_play_hosts_all".into(),
+        Value::from_serialize(hosts),
+    );
+    shared
 }
 
 pub fn run(cx: Arc<RunCx>) -> RunOutcome {
@@ -225,6 +309,7 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
         }
     }
     outcome.results = results;
+    outcome.stopped = std::mem::take(&mut *cx.stopped.lock().expect("notes"));
     outcome
 }
 
@@ -263,13 +348,15 @@ async fn run_plays(cx: Arc<RunCx>) {
             Some(s) => s.batches(hosts.len()).unwrap_or_else(|_| vec![hosts.len()]),
             None => vec![hosts.len()],
         };
-        let state = Arc::new(PlayState::new(pi));
+        let state = Arc::new(PlayState::new(pi, play_shared(&cx, &hosts)));
         let sem = Arc::new(tokio::sync::Semaphore::new(cx.opts.forks.max(1)));
         let mut start = 0;
         let mut stop_play = false;
+        let mut failed_here: Vec<String> = Vec::new();
         for size in sizes {
             let batch = &hosts[start..start + size];
             start += size;
+            state.set_batch(batch);
             let mut handles = Vec::new();
             for host in batch {
                 let (cx, state, sem, host) = (cx.clone(), state.clone(), sem.clone(), host.clone());
@@ -301,6 +388,7 @@ async fn run_plays(cx: Arc<RunCx>) {
                 let (host, out) = h.await.expect("host task");
                 if out.failed || out.unreachable {
                     failed_in_batch += 1;
+                    failed_here.push(host.clone());
                     dead.insert(host);
                 }
             }
@@ -319,6 +407,9 @@ async fn run_plays(cx: Arc<RunCx>) {
         if stop_play
             && (state.aborted() || play.max_fail_percentage.is_some() || play.any_errors_fatal)
         {
+            if !cx.is_interrupted() && !failed_here.is_empty() {
+                cx.note_stop(&cx.playbook.plays[pi + 1..], play, &failed_here);
+            }
             break;
         }
     }

@@ -9,7 +9,7 @@ use super::conn::{ConnectSpec, HostConn};
 use super::executor;
 use super::host::HostRunner;
 use super::result::{TaskResult, TaskStatus};
-use super::task::Step;
+use super::step::{dummy_task, Step};
 use super::RunCx;
 use crate::hoststate::{parse_reads, reads_script, Read};
 use crate::modules::ResolveCx;
@@ -53,7 +53,8 @@ impl HostRunner<'_> {
                 }
             }
         }
-        let become_ = self.become_for(tasks.first().unwrap_or(&super::task::dummy_task()));
+        reads.extend(self.later_plays_reads());
+        let become_ = self.become_for(tasks.first().unwrap_or(&dummy_task()));
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
         let started = std::time::Instant::now();
@@ -96,6 +97,46 @@ impl HostRunner<'_> {
 
 /// The name under which removed stale temp files are reported.
 pub const STALE_TASK: &str = "remove temp files of interrupted runs";
+impl HostRunner<'_> {
+    /// The host's own files, units and facts that its later plays will read, as far as they
+    /// resolve now: read with this play's, so that a run of several plays on a host (the
+    /// workers plays: who must join, the token, the join) costs one read there, not one per
+    /// play. Cluster reads and commands are left to their play: they may change meanwhile.
+    fn later_plays_reads(&self) -> Vec<Read> {
+        let mut reads = Vec::new();
+        let here = self.state.play_index;
+        for (pi, play) in self.run.playbook.plays.iter().enumerate().skip(here + 1) {
+            if !self.run.play_hosts[pi].iter().any(|h| h == self.host) {
+                continue;
+            }
+            if play.gather_facts {
+                reads.push(Read::Facts);
+            }
+            for task in play.tasks.iter().chain(&play.handlers) {
+                if task.delegate_to.is_some() || task.loop_.is_some() {
+                    continue;
+                }
+                let Ok(ctx) = self.context(task, None) else {
+                    continue;
+                };
+                let what = format!("task {:?}", task.display_name());
+                let cx = ResolveCx {
+                    templates: &self.run.templates,
+                    vars: &ctx,
+                    base_dir: &self.run.base_dir,
+                    what: &what,
+                };
+                if let Ok(r) = task.module.reads(&cx) {
+                    reads.extend(
+                        r.into_iter()
+                            .filter(|r| matches!(r, Read::File(_) | Read::Unit(_) | Read::Swaps)),
+                    );
+                }
+            }
+        }
+        reads
+    }
+}
 
 /// Whether the next script to `conn` must take the host's lock: a run that changes hosts
 /// takes each one's lock with its first script there. (Not for `ansible_connection: local`:

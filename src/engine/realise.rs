@@ -8,7 +8,7 @@ use super::conn::HostConn;
 use super::executor;
 use super::host::HostRunner;
 use super::result::TaskStatus;
-use super::task::Step;
+use super::step::Step;
 use crate::modules::Module;
 use crate::plan::{simulate, DiffItem, Op};
 use crate::playbook::Task;

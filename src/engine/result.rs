@@ -70,6 +70,8 @@ pub struct RunOutcome {
     pub results: Vec<TaskResult>,
     pub recap: BTreeMap<String, HostRecap>,
     pub interrupted: bool,
+    /// Plays that did not start because an earlier one failed, and why.
+    pub stopped: Vec<String>,
     /// Each host's `register:` results at the end, for commands that act on them (never in
     /// the JSON report: they may hold secrets).
     #[serde(skip)]

@@ -10,6 +10,7 @@ use minijinja::Value;
 use super::host::HostRunner;
 use super::realise::{Mode, Target};
 use super::result::{TaskResult, TaskStatus};
+use super::step::Step;
 use crate::modules::{Module, ResolveCx};
 use crate::plan::{DiffItem, Planned};
 use crate::playbook::{Cond, Task};
@@ -19,43 +20,6 @@ use crate::vars::{context, Scope};
 
 const NO_LOG_MSG: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
-
-/// What one execution of a module on one host gave.
-pub(super) struct Step {
-    pub(super) status: TaskStatus,
-    pub(super) msg: String,
-    pub(super) diffs: Vec<DiffItem>,
-    pub(super) registered: BTreeMap<String, Value>,
-    /// Planned and simulated, to be applied with the next flush of the host's batch.
-    pub(super) deferred: Option<Vec<crate::plan::Op>>,
-    /// What a command printed, when one ran: its result follows the command rules.
-    pub(super) ran: Option<Box<ExecOutput>>,
-}
-
-impl Step {
-    pub(super) fn new(status: TaskStatus, msg: impl Into<String>) -> Step {
-        let mut registered = BTreeMap::new();
-        registered.insert("changed".into(), Value::from(status == TaskStatus::Changed));
-        registered.insert("failed".into(), Value::from(status == TaskStatus::Failed));
-        registered.insert("skipped".into(), Value::from(status == TaskStatus::Skipped));
-        let msg = msg.into();
-        registered.insert("msg".into(), Value::from(msg.clone()));
-        Step {
-            status,
-            msg,
-            diffs: Vec::new(),
-            registered,
-            deferred: None,
-            ran: None,
-        }
-    }
-    pub(super) fn set(&mut self, key: &str, v: Value) {
-        self.registered.insert(key.into(), v);
-    }
-    pub(super) fn value(&self) -> Value {
-        Value::from(self.registered.clone())
-    }
-}
 
 impl HostRunner<'_> {
     pub(super) fn become_for(&self, task: &Task) -> Option<Become> {
@@ -85,7 +49,7 @@ impl HostRunner<'_> {
             .unwrap_or(&empty);
         context(
             &self.run.templates,
-            &self.run.shared,
+            &self.state.shared(),
             &Scope {
                 host: self.host,
                 inventory,
@@ -446,16 +410,4 @@ fn value_map(v: &Value) -> BTreeMap<String, Value> {
         }
     }
     out
-}
-
-pub(super) fn dummy_task() -> Task {
-    crate::playbook::parse(
-        "- hosts: all\n  tasks: [{command: 'true'}]\n",
-        std::path::Path::new("-"),
-    )
-    .expect("static playbook")
-    .plays
-    .remove(0)
-    .tasks
-    .remove(0)
 }

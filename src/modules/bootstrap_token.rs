@@ -1,6 +1,8 @@
 //! `bootstrap_token`: make sure a valid bootstrap token exists. A token that has the wanted
 //! usages and groups and enough life left is reused; only when none fits is one created
 //! (from the OS CSPRNG). The token is registered (`result.token`) and redacted everywhere.
+//! A join token (`join: true`) is one made for the workers joining in this run: labelled as
+//! such, reused only by later joins, and deleted with `state: absent` once they have joined.
 
 use std::time::{Duration, SystemTime};
 
@@ -33,9 +35,25 @@ pub struct Args {
     pub groups: Option<Tpl<Vec<String>>>,
     /// Use exactly this token (created if absent) instead of generating one.
     pub token: Option<Tpl<String>>,
+    /// A token for the joins of this run (labelled; only join tokens are reused).
+    pub join: Option<Tpl<bool>>,
+    /// The workers it is made for (named in the plan); an empty list needs no token.
+    pub for_hosts: Option<Tpl<Vec<String>>>,
+    /// `present` (default) or `absent`: delete every join token (needs `join: true`).
+    pub state: Option<Tpl<State>>,
     pub kubectl: Option<Tpl<String>>,
     pub kubeconfig: Option<Tpl<String>>,
 }
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Present,
+    Absent,
+}
+
+/// The label that marks a join token's Secret.
+pub const JOIN_LABEL: &str = "bootstrapctl.io/join-token";
 
 #[derive(Debug)]
 pub struct EnsureToken {
@@ -46,6 +64,9 @@ pub struct EnsureToken {
     usages: Vec<String>,
     groups: Vec<String>,
     fixed: bool,
+    join: bool,
+    for_hosts: Option<Vec<String>>,
+    state: State,
     /// Created when no existing token fits.
     candidate: BootstrapToken,
     now: SystemTime,
@@ -86,7 +107,17 @@ impl Args {
                 false,
             ),
         };
+        let join = opt(&self.join, cx)?.unwrap_or(false);
+        let state = opt(&self.state, cx)?.unwrap_or(State::Present);
+        if state == State::Absent && !join {
+            return Err(ModuleError::Invalid(
+                "state: absent deletes join tokens only: it needs join: true".into(),
+            ));
+        }
         Ok(EnsureToken {
+            join,
+            for_hosts: opt(&self.for_hosts, cx)?,
+            state,
             kubectl: Kubectl::resolve(&self.kubectl, &self.kubeconfig, cx)?,
             description: opt(&self.description, cx)?
                 .unwrap_or_else(|| "bootstrap token managed by bootstrapctl".into()),
@@ -99,6 +130,10 @@ impl Args {
             now: SystemTime::now(),
         })
     }
+}
+
+fn is_join_token(item: &Json) -> bool {
+    item["metadata"]["labels"][JOIN_LABEL].as_str() == Some("true")
 }
 
 /// A token Secret as read from the cluster.
@@ -147,6 +182,9 @@ impl EnsureToken {
             if self.fixed && token != self.candidate {
                 continue;
             }
+            if self.join != is_join_token(item) {
+                continue;
+            }
             let usage =
                 |u: &str| decode(data, &format!("usage-bootstrap-{u}")).as_deref() == Some("true");
             if !self.usages.iter().all(|u| usage(u)) {
@@ -184,6 +222,61 @@ impl EnsureToken {
         Ok(best)
     }
 
+    /// The join tokens that exist (for `state: absent`), by Secret name.
+    fn join_tokens(&self, view: &HostView) -> Result<Vec<String>, ModuleError> {
+        let items = view
+            .kube_list(&self.list())
+            .ok_or_else(|| ModuleError::Invalid("token list was not read".into()))?
+            .map_err(|message| ModuleError::Host {
+                path: "secrets in kube-system".into(),
+                message,
+            })?;
+        Ok(items
+            .iter()
+            .filter(|i| is_join_token(i))
+            .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    fn plan_absent(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        let names = self.join_tokens(view)?;
+        if names.is_empty() {
+            return Ok(Planned::NoChange {
+                reason: "no join token left".into(),
+            });
+        }
+        let ops = names
+            .iter()
+            .map(|n| Op::KubeDelete {
+                object: self.kubectl.object("secret", n, Some("kube-system")),
+            })
+            .collect();
+        let diffs = names
+            .iter()
+            .map(|n| DiffItem {
+                subject: format!("Secret kube-system/{n} (join token, deleted after the join)"),
+                before: "join token\n".into(),
+                after: String::new(),
+                secret: false,
+            })
+            .collect();
+        Ok(Planned::Change { ops, diffs })
+    }
+
+    /// What the new token is for, as the plan names it.
+    fn purpose(&self) -> String {
+        match &self.for_hosts {
+            Some(h) => format!(
+                "a join token for {} worker{} ({})",
+                h.len(),
+                if h.len() == 1 { "" } else { "s" },
+                h.join(", ")
+            ),
+            None if self.join => "a join token".into(),
+            None => "new bootstrap token".into(),
+        }
+    }
+
     fn manifest(&self) -> (String, String) {
         let t = &self.candidate;
         let expiration = (!self.ttl.is_zero()).then(|| format_rfc3339(self.now + self.ttl));
@@ -193,6 +286,11 @@ impl EnsureToken {
             "metadata:".to_string(),
             format!("  name: {}", t.secret_name()),
             "  namespace: kube-system".to_string(),
+        ];
+        if self.join {
+            lines.push(format!("  labels: {{{JOIN_LABEL}: \"true\"}}"));
+        }
+        lines.extend([
             format!("type: {SECRET_TYPE}"),
             "stringData:".to_string(),
             format!(
@@ -201,7 +299,7 @@ impl EnsureToken {
             ),
             format!("  token-id: \"{}\"", t.id()),
             format!("  token-secret: \"{}\"", t.secret()),
-        ];
+        ]);
         if let Some(e) = &expiration {
             lines.push(format!("  expiration: \"{e}\""));
         }
@@ -236,6 +334,14 @@ impl Module for EnsureToken {
     }
 
     fn plan(&self, view: &HostView) -> Result<Planned, ModuleError> {
+        if self.state == State::Absent {
+            return self.plan_absent(view);
+        }
+        if self.for_hosts.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Planned::NoChange {
+                reason: "no worker must join: no token needed".into(),
+            });
+        }
         if let Some(found) = self.fitting(view)? {
             return Ok(Planned::NoChange {
                 reason: format!(
@@ -260,8 +366,9 @@ impl Module for EnsureToken {
             }],
             diffs: vec![DiffItem {
                 subject: format!(
-                    "Secret kube-system/{SECRET_PREFIX}{} (new bootstrap token)",
-                    self.candidate.id()
+                    "Secret kube-system/{SECRET_PREFIX}{} ({})",
+                    self.candidate.id(),
+                    self.purpose()
                 ),
                 before: String::new(),
                 after: shown,
@@ -271,6 +378,9 @@ impl Module for EnsureToken {
     }
 
     fn output(&self, view: &HostView) -> Vec<(String, minijinja::Value)> {
+        if self.state == State::Absent || self.for_hosts.as_ref().is_some_and(Vec::is_empty) {
+            return Vec::new();
+        }
         let found = self.fitting(view).ok().flatten();
         let (token, expires, created) = match found {
             Some(f) => (f.token, f.expires, false),

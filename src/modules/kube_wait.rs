@@ -2,13 +2,18 @@
 //! healthy, a Node is registered or Ready, cluster-info is signed for a token. Waiting is not
 //! a change: a wait that succeeds reports `ok`. Whether it holds already is read from the
 //! view's cluster objects, so a preview sees the objects earlier tasks plan.
+//!
+//! Many nodes are waited for together: `nodes_ready` reads every node in one `kubectl get
+//! nodes` per poll and registers each one's state (`states`, one line per node); a task per
+//! host then judges its own node from those `states` (`node_ready` or `node_registered` with
+//! `states`), without reading the cluster again, saying Registered and Ready apart.
 
 use serde::Deserialize;
 
 use super::kubectl::Kubectl;
 use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
-use crate::hoststate::{HostView, KubeRead, ObjectRef, Read};
+use crate::hoststate::{HostView, KubeRead, ListRef, ObjectRef, Read};
 use crate::plan::{DiffItem, Op, Planned};
 use crate::shell::quote as sh_quote;
 use crate::template::Tpl;
@@ -19,6 +24,7 @@ pub enum Condition {
     ApiHealthy,
     NodeRegistered,
     NodeReady,
+    NodesReady,
     ClusterInfoSigned,
 }
 
@@ -29,6 +35,11 @@ pub struct Args {
     pub condition: Tpl<Condition>,
     pub node: Option<Tpl<String>>,
     pub token_id: Option<Tpl<String>>,
+    /// `nodes_ready`: the nodes to wait for.
+    pub nodes: Option<Tpl<Vec<String>>>,
+    /// `node_ready` / `node_registered`: judge `node` from these states (what `nodes_ready`
+    /// registered) instead of reading the cluster.
+    pub states: Option<Tpl<String>>,
     /// Seconds.
     pub timeout: Option<Tpl<u64>>,
     pub kubectl: Option<Tpl<String>>,
@@ -58,6 +69,91 @@ enum Now {
         cluster_info: ObjectRef,
         key: String,
     },
+    /// Every node of the list Ready, read in one list.
+    Nodes {
+        list: ListRef,
+        nodes: Vec<String>,
+    },
+    /// One node judged from states registered by `nodes_ready`.
+    States {
+        states: String,
+        node: String,
+        ready: bool,
+    },
+}
+
+/// kubectl's jsonpath for one line per node: name, Ready status, `reason: message`.
+const NODE_LINES: &str = "{range .items[*]}{.metadata.name}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].reason}{\": \"}{.status.conditions[?(@.type==\"Ready\")].message}{\"\\n\"}{end}";
+
+/// A node as a `states` line says: absent, or registered with its Ready status and why.
+#[derive(Debug, PartialEq, Eq)]
+enum NodeState {
+    Absent,
+    Registered { ready: bool, why: String },
+}
+
+/// The state of `node` in `states` (lines as `NODE_LINES` prints them).
+fn node_state(states: &str, node: &str) -> NodeState {
+    for line in states.lines() {
+        let mut f = line.splitn(3, '\t');
+        if f.next() != Some(node) {
+            continue;
+        }
+        let ready = f.next() == Some("True");
+        let why = f
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(':')
+            .trim()
+            .to_string();
+        return NodeState::Registered { ready, why };
+    }
+    NodeState::Absent
+}
+
+/// The `states` line of one node object, as `NODE_LINES` prints it.
+fn state_line(node: &serde_json::Value) -> String {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    let field = |k: &str| {
+        ready
+            .and_then(|c| c[k].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    format!(
+        "{}\t{}\t{}: {}",
+        node["metadata"]["name"].as_str().unwrap_or_default(),
+        field("status"),
+        field("reason"),
+        field("message")
+    )
+}
+
+/// What the verification says of a node: Registered and Ready apart.
+fn describe(node: &str, state: &NodeState) -> String {
+    match state {
+        NodeState::Absent => format!("node {node} is not Registered (its kubelet has not joined)"),
+        NodeState::Registered { ready: true, .. } => format!("node {node} is Registered and Ready"),
+        NodeState::Registered { ready: false, why } => {
+            let lower = why.to_ascii_lowercase();
+            let hint = if lower.contains("cni") || lower.contains("network") {
+                " (no CNI network plugin is running on it yet: install one)"
+            } else {
+                ""
+            };
+            let why = if why.is_empty() {
+                "no Ready condition yet"
+            } else {
+                why
+            };
+            format!("node {node} is Registered but NotReady: {why}{hint}")
+        }
+    }
 }
 
 impl Args {
@@ -69,6 +165,25 @@ impl Args {
             })
         };
         let (check, what, now) = match self.condition.resolve(cx.templates, cx.vars, cx.what)? {
+            Condition::NodeReady | Condition::NodeRegistered if self.states.is_some() => {
+                let node = need(&self.node, "node")?;
+                let ready = matches!(
+                    self.condition.resolve(cx.templates, cx.vars, cx.what)?,
+                    Condition::NodeReady
+                );
+                (
+                    String::new(),
+                    format!(
+                        "node {node} to be {}",
+                        if ready { "Ready" } else { "Registered" }
+                    ),
+                    Now::States {
+                        states: need(&self.states, "states")?,
+                        node,
+                        ready,
+                    },
+                )
+            }
             Condition::ApiHealthy => (
                 format!("[ \"$({} 2>/dev/null)\" = ok ]", k.raw("get --raw /readyz")),
                 "the API server to be ready".to_string(),
@@ -110,6 +225,27 @@ impl Args {
                     },
                 )
             }
+            Condition::NodesReady => {
+                let nodes = opt(&self.nodes, cx)?.ok_or_else(|| {
+                    ModuleError::Invalid("`nodes` is required for this condition".into())
+                })?;
+                let list = k.list("node", None, None);
+                let names: Vec<String> = nodes.iter().map(|n| sh_quote(n)).collect();
+                let check = format!(
+                    "bsctl_n=$({} 2>/dev/null); bsctl_p=0; for n in {}; do printf '%s\\n' \"$bsctl_n\" | awk -F '\\t' -v n=\"$n\" '$1 == n && $2 == \"True\" {{ f = 1 }} END {{ exit !f }}' || bsctl_p=1; done; [ \"$bsctl_p\" = 0 ]",
+                    k.raw(&format!("get nodes -o {}", sh_quote(&format!("jsonpath={NODE_LINES}")))),
+                    if names.is_empty() { "''".to_string() } else { names.join(" ") }
+                );
+                (
+                    check,
+                    format!(
+                        "{} node{} to be Ready",
+                        nodes.len(),
+                        if nodes.len() == 1 { "" } else { "s" }
+                    ),
+                    Now::Nodes { list, nodes },
+                )
+            }
             Condition::ClusterInfoSigned => {
                 let id = need(&self.token_id, "token_id")?;
                 (
@@ -143,6 +279,8 @@ impl Module for KubeWait {
             | Now::Signed {
                 cluster_info: o, ..
             } => vec![Read::Kube(KubeRead::Object(o.clone()))],
+            Now::Nodes { list, .. } => vec![Read::Kube(KubeRead::List(list.clone()))],
+            Now::States { .. } => Vec::new(),
         }
     }
 
@@ -171,10 +309,71 @@ impl Module for KubeWait {
             Now::Signed { cluster_info, key } => {
                 object(cluster_info)?.is_some_and(|cm| cm["data"].get(key.as_str()).is_some())
             }
+            Now::Nodes { nodes, .. } => {
+                let states = self.states_now(view)?;
+                nodes.iter().all(|n| {
+                    matches!(
+                        node_state(&states, n),
+                        NodeState::Registered { ready: true, .. }
+                    )
+                })
+            }
+            Now::States {
+                states,
+                node,
+                ready,
+            } => {
+                let state = node_state(states, node);
+                let holds = match &state {
+                    NodeState::Absent => false,
+                    NodeState::Registered { ready: r, .. } => *r || !ready,
+                };
+                if holds {
+                    return Ok(Planned::NoChange {
+                        reason: describe(node, &state),
+                    });
+                }
+                // The verdict is known; failing on the host itself keeps the check pure (a
+                // preview skips it, as it skips the wait whose states it judges).
+                let msg = describe(node, &state);
+                return Ok(Planned::Change {
+                    ops: vec![Op::Exec {
+                        command: format!("echo {} >&2; exit 1", sh_quote(&msg)),
+                        chdir: None,
+                    }],
+                    diffs: vec![DiffItem {
+                        subject: "wait".into(),
+                        before: String::new(),
+                        after: format!("{msg}\n"),
+                        secret: false,
+                    }],
+                });
+            }
         };
         if holds {
             return Ok(Planned::NoChange {
                 reason: format!("done waiting for {}", self.what),
+            });
+        }
+        if let Now::Nodes { .. } = &self.now {
+            // One list per poll for every node; the wait ends when all are Ready or at the
+            // timeout, and prints the last states: each node's own task judges them.
+            let command = format!(
+                "i=0\nuntil {check}; do\n  i=$((i+1))\n  if [ \"$i\" -ge {t} ]; then break; fi\n  sleep 1\ndone\nprintf '%s\\n' \"$bsctl_n\"",
+                check = self.check,
+                t = self.timeout,
+            );
+            return Ok(Planned::Change {
+                ops: vec![Op::Exec {
+                    command,
+                    chdir: None,
+                }],
+                diffs: vec![DiffItem {
+                    subject: "wait".into(),
+                    before: String::new(),
+                    after: format!("wait up to {}s for {}", self.timeout, self.what),
+                    secret: false,
+                }],
             });
         }
         let command = format!(
@@ -203,6 +402,30 @@ impl Module for KubeWait {
 
     fn changes_host(&self) -> bool {
         false
+    }
+
+    fn output(&self, view: &HostView) -> Vec<(String, minijinja::Value)> {
+        match &self.now {
+            Now::Nodes { .. } => self
+                .states_now(view)
+                .map(|s| vec![("states".into(), minijinja::Value::from(s))])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl KubeWait {
+    /// The `states` lines of the nodes as the view has them (a failed read: none yet).
+    fn states_now(&self, view: &HostView) -> Result<String, ModuleError> {
+        let Now::Nodes { list, .. } = &self.now else {
+            return Ok(String::new());
+        };
+        let items = view
+            .kube_list(list)
+            .ok_or_else(|| ModuleError::Invalid("node list was not read".into()))?
+            .unwrap_or_default();
+        Ok(items.iter().map(|n| state_line(n) + "\n").collect())
     }
 }
 

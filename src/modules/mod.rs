@@ -13,6 +13,7 @@ pub mod kube_flags;
 pub mod kube_object;
 pub mod kube_wait;
 pub mod kubectl;
+pub mod kubelet_join_state;
 pub mod swap;
 pub mod systemd;
 pub mod template;
@@ -84,6 +85,7 @@ pub enum ModuleArgs {
     BootstrapToken(bootstrap_token::Args),
     KubeWait(kube_wait::Args),
     KubeCsrApprove(kube_csr_approve::Args),
+    KubeletJoinState(kubelet_join_state::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -101,6 +103,7 @@ pub const MODULE_NAMES: &[&str] = &[
     "bootstrap_token",
     "kube_wait",
     "kube_csr_approve",
+    "kubelet_join_state",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
@@ -132,6 +135,7 @@ impl ModuleArgs {
             ModuleArgs::BootstrapToken(_) => "bootstrap_token",
             ModuleArgs::KubeWait(_) => "kube_wait",
             ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
+            ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
         }
     }
 
@@ -144,6 +148,11 @@ impl ModuleArgs {
                 cx.vars,
                 cx.what,
             )?)]),
+            // The certificate's path is known before the CA is (read from the control plane).
+            ModuleArgs::KubeletJoinState(a) => Ok(vec![crate::hoststate::Read::File(
+                template::opt(&a.cert, cx)?
+                    .unwrap_or_else(|| kubelet_join_state::DEFAULT_CERT.into()),
+            )]),
             _ => Ok(self.resolve(cx)?.reads()),
         }
     }
@@ -162,6 +171,7 @@ impl ModuleArgs {
             ModuleArgs::BootstrapToken(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -186,6 +196,7 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "bootstrap_token" => ModuleArgs::BootstrapToken(Deserialize::deserialize(d)?),
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
             "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
+            "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

@@ -195,6 +195,9 @@ pub fn execute(
     }
     if !quiet_ok {
         out.push_str(&report::recap::render(&outcome.recap));
+        for note in &outcome.stopped {
+            out.push_str(&format!("stopped: {note}\n"));
+        }
     }
     if s.opts.check {
         out.push_str("(check mode: nothing was changed)\n");
