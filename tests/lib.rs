@@ -25,3 +25,4 @@ mod token_cli;
 mod transport_auth;
 mod transport_jump;
 mod transport_ssh;
+mod umask;
