@@ -3,6 +3,7 @@
 
 mod support;
 
+mod ansible_booleans;
 mod apply;
 mod bootstrap_flow;
 mod cli_errors;
