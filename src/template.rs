@@ -61,6 +61,8 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // Ansible's Jinja defaults: a block tag's own line ending goes with it.
+        env.set_trim_blocks(true);
         env.add_filter("b64encode", |s: String| {
             base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
         });

@@ -3,7 +3,7 @@
 
 mod support;
 
-mod ansible_booleans;
+mod ansible_differential;
 mod apply;
 mod bootstrap_flow;
 mod cli_errors;

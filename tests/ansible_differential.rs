@@ -1,7 +1,6 @@
-//! Differential: a playbook written with YAML 1.1 and quoted booleans (`yes`, `on`, `'False'`,
-//! `No`, `n`) in play and task keywords and module arguments, run by the real ansible-playbook
-//! (the venv `scripts/setup` installs) and by `bootstrapctl apply` on a local-connection host:
-//! the files it leaves have the same content and mode.
+//! Differential: playbooks of `tests/fixtures/playbooks/ansible-*/` run by the real
+//! ansible-playbook (the venv `scripts/setup` installs) and by `bootstrapctl apply` on a
+//! local-connection host: the files they leave have the same content and mode.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -30,9 +29,9 @@ fn venv() -> Option<PathBuf> {
 }
 
 /// Content and mode of every file and directory under `root`, by relative path.
-fn state(root: &Path) -> Vec<(String, String, u32)> {
+fn state(root: &Path, names: &[&str]) -> Vec<(String, String, u32)> {
     let mut out = Vec::new();
-    for name in ["a.txt", "c.txt", "dir"] {
+    for name in names {
         let p = root.join(name);
         let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         let content = if meta.is_dir() {
@@ -58,13 +57,10 @@ fn check(out: &std::process::Output, what: &str) {
     );
 }
 
-#[test]
-fn yes_no_booleans_end_in_the_same_files_as_ansible() {
-    let Some(venv) = venv() else {
-        return;
-    };
-    let d = tempdir("ansible-booleans");
-    let pb = fixture("playbooks/ansible-booleans/site.yaml");
+/// Runs `playbooks/<case>/site.yaml` with both tools: (their out dir, ours).
+fn run_both(venv: &Path, case: &str) -> (PathBuf, PathBuf) {
+    let d = tempdir(case);
+    let pb = fixture(&format!("playbooks/{case}/site.yaml"));
     std::fs::write(
         d.join("hosts"),
         format!(
@@ -102,9 +98,35 @@ fn yes_no_booleans_end_in_the_same_files_as_ansible() {
         .output()
         .unwrap();
     check(&run, "ansible-playbook");
-    let want = state(&theirs);
-    assert_eq!(state(&ours), want);
+    (theirs, ours)
+}
+
+#[test]
+fn yes_no_booleans_end_in_the_same_files_as_ansible() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let (theirs, ours) = run_both(&venv, "ansible-booleans");
+    let names = ["a.txt", "c.txt", "dir"];
+    let want = state(&theirs, &names);
+    assert_eq!(state(&ours, &names), want);
     // The file `force: no` left alone, and the modes given.
     assert_eq!(want[0], ("a.txt".into(), "a\n".into(), 0o640));
     assert_eq!(want[2].2, 0o750);
+}
+
+#[test]
+fn block_tags_render_with_ansibles_jinja_defaults() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let (theirs, ours) = run_both(&venv, "ansible-templates");
+    let want = state(&theirs, &["blocks.conf"]);
+    assert_eq!(state(&ours, &["blocks.conf"]), want);
+    // trim_blocks: no blank line where a block tag stood; lstrip_blocks off.
+    assert!(
+        want[0].1.contains("enabled = true\nport = 80\n"),
+        "{}",
+        want[0].1
+    );
 }
