@@ -61,6 +61,8 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // Ansible's Jinja defaults: a block tag's own line ending goes with it.
+        env.set_trim_blocks(true);
         env.add_filter("b64encode", |s: String| {
             base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
         });
@@ -275,6 +277,9 @@ impl<T: DeserializeOwned + Clone> Tpl<T> {
                     if let Ok(v) = T::deserialize(serde_yaml::Value::String(text.to_string())) {
                         return Ok(v);
                     }
+                    if let Some(v) = as_ansible_bool(text) {
+                        return Ok(v);
+                    }
                     let scalar: serde_yaml::Value = serde_yaml::from_str(text)
                         .ok()
                         .filter(|v: &serde_yaml::Value| !v.is_mapping() && !v.is_sequence())
@@ -293,6 +298,13 @@ impl<T: DeserializeOwned + Clone> Tpl<T> {
             }
         }
     }
+}
+
+/// `"yes"`, `"on"`, `"True"`... as a boolean target reads them in Ansible; `None` when the
+/// text is not one of those or the target does not take a boolean.
+fn as_ansible_bool<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let b = crate::yaml11::ansible_boolean(text)?;
+    T::deserialize(serde::de::value::BoolDeserializer::<serde::de::value::Error>::new(b)).ok()
 }
 
 fn short_type_name<T>() -> &'static str {
@@ -342,6 +354,7 @@ impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for TplVisitor<T> {
             return Ok(Tpl::Template(s.to_string()));
         }
         T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+            .or_else(|first| as_ansible_bool(s).ok_or(first))
             .map(Tpl::Literal)
             .map_err(E::custom)
     }
@@ -456,6 +469,27 @@ mod tests {
             list.resolve(&t, &ctx(), "l").unwrap(),
             vec!["worker-01".to_string(), "b".to_string()]
         );
+    }
+
+    #[test]
+    fn boolean_arguments_take_ansibles_strings_literal_or_rendered() {
+        let t = Templates::new(vec![]);
+        for (src, want) in [
+            ("yes", true),
+            ("'On'", true),
+            ("'1'", true),
+            ("'no'", false),
+            ("'{{ \"yes\" }}'", true),
+            ("'{{ \"False\" }}'", false),
+            ("'{{ \"off\" }}'", false),
+        ] {
+            let b: Tpl<bool> = serde_yaml::from_str(src).unwrap();
+            assert_eq!(b.resolve(&t, &ctx(), "b").unwrap(), want, "{src}");
+        }
+        assert!(serde_yaml::from_str::<Tpl<bool>>("maybe").is_err());
+        // A string argument keeps the text.
+        let s: Tpl<String> = serde_yaml::from_str("'yes'").unwrap();
+        assert_eq!(s.resolve(&t, &ctx(), "s").unwrap(), "yes");
     }
 
     #[test]

@@ -312,6 +312,16 @@ pub fn boolean(text: &str) -> Option<bool> {
     }
 }
 
+/// A string as Ansible's `boolean()` reads it (module arguments and keywords of type bool):
+/// case-insensitive `yes`/`on`/`true`/`y`/`t`/`1` and `no`/`off`/`false`/`n`/`f`/`0`.
+pub fn ansible_boolean(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" | "on" | "1" | "true" | "t" => Some(true),
+        "n" | "no" | "off" | "0" | "false" | "f" => Some(false),
+        _ => None,
+    }
+}
+
 fn split_sign(text: &str) -> (i64, &str) {
     match text.as_bytes().first() {
         Some(b'-') => (-1, &text[1..]),

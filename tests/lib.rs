@@ -3,6 +3,7 @@
 
 mod support;
 
+mod ansible_differential;
 mod apply;
 mod bootstrap_flow;
 mod cli_errors;
@@ -26,3 +27,4 @@ mod token_cli;
 mod transport_auth;
 mod transport_jump;
 mod transport_ssh;
+mod umask;

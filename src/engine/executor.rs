@@ -25,8 +25,13 @@ pub fn ops_script(ops: &[Op]) -> String {
     format!("{SCRIPT_PRELUDE}{body}{}", dirs_sync(ops))
 }
 
-/// Starts every apply script: stop at the first error; temp files private until renamed.
-pub const SCRIPT_PRELUDE: &str = "set -e\numask 077\nset -C\n\
+/// The umask everything but a write's temp file is created under (directories of `mkdir -p`,
+/// `systemctl enable`'s `*.wants`), as a login shell and so Ansible's modules have it.
+const OPS_UMASK: &str = "umask 022\n";
+
+/// Starts every apply script: stop at the first error; the umask of OPS_UMASK (each write sets
+/// its own around its temp file and restores this one).
+pub const SCRIPT_PRELUDE: &str = "set -e\numask 022\nset -C\n\
     while read -r k v _; do [ \"$k\" = Uid: ] && { bsctl_uid=$v; break; }; done < /proc/self/status\n";
 
 /// One task's ops in a batch script; `marker` N is echoed as `@@ done N` once they are applied,
@@ -187,6 +192,8 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
                 s.push_str("fi\n");
             }
         }
+        // The write's umask must not reach what follows it in the script.
+        s.push_str(OPS_UMASK);
         // A plain mode comes from the umask the file is created under (no chmod process);
         // modes with execute or special bits need chmod.
         if !plain {
@@ -715,6 +722,38 @@ mod batch_tests {
         assert!(out.success(), "{}", out.stderr_lossy());
         assert_eq!(markers(&out).len(), 20);
         assert_eq!(std::fs::read_to_string(dir.join("f19")).unwrap(), "19");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writes_umask_does_not_reach_the_ops_after_it() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-umask-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ops = vec![
+            write(&dir.join("f"), "x", None),
+            Op::Mkdir {
+                path: dir.join("new/sub").display().to_string(),
+                mode: 0o755,
+                owner: None,
+                group: None,
+            },
+        ];
+        let body = batch_body(&[TaskOps {
+            marker: Some(0),
+            ops: &ops,
+        }]);
+        // The 0644 write's umask is set before its temp file and put back before the mkdir.
+        let write_at = body.find("umask 133\n").expect("write umask");
+        let restore_at = body[write_at..].find("umask 022\n").expect("restored") + write_at;
+        assert!(restore_at < body.find("mkdir -p").unwrap(), "{body}");
+        let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
+        assert!(out.success(), "{}", out.stderr_lossy());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("f"), 0o644);
+        // `mkdir -p` made the parent under the ops' umask, not the write's 133 (0644).
+        assert_eq!(mode("new"), 0o755);
+        assert_eq!(mode("new/sub"), 0o755);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -286,4 +286,43 @@ mod tests {
             "site.yaml: task \"x\" notifies \"nope\", but play \"all\" has no handler of that name"
         );
     }
+
+    #[test]
+    fn yaml_1_1_and_quoted_booleans_are_read_as_ansible_reads_them() {
+        let pb = parse(
+            "- hosts: all\n  become: yes\n  gather_facts: no\n  any_errors_fatal: 'True'\n  tasks:\n    - systemd: {name: k, enabled: yes, daemon_reload: on}\n      ignore_errors: yes\n      no_log: 'off'\n      run_once: 1\n      become: No\n      check_mode: n\n",
+            Path::new("site.yaml"),
+        )
+        .unwrap();
+        let play = &pb.plays[0];
+        assert_eq!(
+            (play.become_, play.gather_facts, play.any_errors_fatal),
+            (Some(true), false, true)
+        );
+        let t = &play.tasks[0];
+        assert_eq!(
+            (
+                t.ignore_errors,
+                t.no_log,
+                t.run_once,
+                t.become_,
+                t.check_mode
+            ),
+            (true, false, true, Some(false), Some(false))
+        );
+        let crate::modules::ModuleArgs::Systemd(a) = &t.module else {
+            panic!("systemd args");
+        };
+        assert_eq!(a.enabled, Some(crate::template::Tpl::Literal(true)));
+        assert_eq!(a.daemon_reload, Some(crate::template::Tpl::Literal(true)));
+        // Anything else is still a load-time error at the value.
+        assert_eq!(
+            err("- hosts: all\n  become: maybe\n  tasks: []\n"),
+            "site.yaml:2:11: [0].become: \"maybe\" is not a boolean (true/false, yes/no, on/off, 1/0)"
+        );
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - command: 'true'\n      ignore_errors: 2\n"),
+            "site.yaml:4:22: [0].tasks[0].ignore_errors: 2 is not a boolean (true/false, yes/no, on/off, 1/0)"
+        );
+    }
 }

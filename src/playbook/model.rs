@@ -95,6 +95,58 @@ impl<'de> Deserialize<'de> for Cond {
     }
 }
 
+/// A boolean keyword as Ansible reads it: a YAML boolean, 0/1, or a string its `boolean()`
+/// accepts (`yes`, `on`, `True`... the YAML 1.1 booleans and their quoted forms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnsibleBool(pub bool);
+
+impl<'de> Deserialize<'de> for AnsibleBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnsibleBool, D::Error> {
+        // A visitor, not an untagged enum, so an error points at the value itself.
+        struct V;
+        fn bad<E: de::Error>(shown: String) -> E {
+            E::custom(format!(
+                "{shown} is not a boolean (true/false, yes/no, on/off, 1/0)"
+            ))
+        }
+        impl Visitor<'_> for V {
+            type Value = AnsibleBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean (true/false, yes/no, on/off, 1/0)")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<AnsibleBool, E> {
+                Ok(AnsibleBool(b))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<AnsibleBool, E> {
+                match n {
+                    0 | 1 => Ok(AnsibleBool(n == 1)),
+                    _ => Err(bad(n.to_string())),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<AnsibleBool, E> {
+                match n {
+                    0 | 1 => Ok(AnsibleBool(n == 1)),
+                    _ => Err(bad(n.to_string())),
+                }
+            }
+            fn visit_str<E: de::Error>(self, t: &str) -> Result<AnsibleBool, E> {
+                crate::yaml11::ansible_boolean(t)
+                    .map(AnsibleBool)
+                    .ok_or_else(|| bad(format!("{t:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn ansible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    AnsibleBool::deserialize(d).map(|b| b.0)
+}
+
+fn ansible_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    AnsibleBool::deserialize(d).map(|b| Some(b.0))
+}
+
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -125,7 +177,7 @@ pub struct Play {
     pub import_playbook: Option<String>,
     #[serde(default)]
     pub vars: serde_yaml::Mapping,
-    #[serde(default, rename = "become")]
+    #[serde(default, rename = "become", deserialize_with = "ansible_bool_opt")]
     pub become_: Option<bool>,
     #[serde(default)]
     pub become_user: Option<String>,
@@ -133,9 +185,9 @@ pub struct Play {
     pub serial: Option<Serial>,
     #[serde(default)]
     pub max_fail_percentage: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ansible_bool")]
     pub any_errors_fatal: bool,
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "ansible_bool")]
     pub gather_facts: bool,
     #[serde(default, deserialize_with = "string_or_list")]
     pub tags: Vec<String>,
@@ -263,15 +315,15 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 "listen" => t.listen = map.next_value::<Strings>()?.0,
                 "register" => t.register = Some(map.next_value()?),
                 "delegate_to" => t.delegate_to = Some(map.next_value()?),
-                "run_once" => t.run_once = map.next_value()?,
-                "no_log" => t.no_log = map.next_value()?,
-                "ignore_errors" => t.ignore_errors = map.next_value()?,
+                "run_once" => t.run_once = map.next_value::<AnsibleBool>()?.0,
+                "no_log" => t.no_log = map.next_value::<AnsibleBool>()?.0,
+                "ignore_errors" => t.ignore_errors = map.next_value::<AnsibleBool>()?.0,
                 "tags" => t.tags = map.next_value::<Strings>()?.0,
                 "loop" | "with_items" => t.loop_ = Some(map.next_value()?),
                 "vars" => t.vars = map.next_value()?,
-                "become" => t.become_ = Some(map.next_value()?),
+                "become" => t.become_ = Some(map.next_value::<AnsibleBool>()?.0),
                 "become_user" => t.become_user = Some(map.next_value()?),
-                "check_mode" => t.check_mode = Some(map.next_value()?),
+                "check_mode" => t.check_mode = Some(map.next_value::<AnsibleBool>()?.0),
                 other => match canonical_name(other) {
                     Some(m) => {
                         if let Some(prev) = &module {
