@@ -9,23 +9,7 @@ use std::process::Command;
 use crate::support::{bin, fixture, tempdir};
 
 fn venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("BSCTL_ANSIBLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/bootstrapctl-test/ansible-venv"));
-    if dir.join("bin/ansible-playbook").exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "no ansible-core venv at {} (scripts/setup installs it)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: no ansible-core venv at {} (run scripts/setup)",
-        dir.display()
-    );
-    None
+    crate::support::ansible_venv("ansible-playbook")
 }
 
 /// Content and mode of every file and directory under `root`, by relative path.

@@ -18,23 +18,7 @@ use serde_json::Value as Json;
 use crate::support::{bin, fixture, tempdir};
 
 fn venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("BSCTL_ANSIBLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/bootstrapctl-test/ansible-venv"));
-    if dir.join("bin/ansible-inventory").exists() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "no ansible-core venv at {} (scripts/setup installs it)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: no ansible-core venv at {} (run scripts/setup)",
-        dir.display()
-    );
-    None
+    crate::support::ansible_venv("ansible-inventory")
 }
 
 #[derive(serde::Deserialize)]

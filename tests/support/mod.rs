@@ -372,3 +372,26 @@ pub fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
 }
 
 pub mod sshd;
+
+/// The pinned ansible-core venv that scripts/setup installs (`BSCTL_ANSIBLE_VENV` to point
+/// elsewhere), when it holds `tool`. Absent: the caller skips, except under CI, which must run
+/// the differential tests against the real Ansible.
+pub fn ansible_venv(tool: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("BSCTL_ANSIBLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/bootstrapctl-test/ansible-venv"));
+    if dir.join("bin").join(tool).exists() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "no ansible-core venv at {} (scripts/setup installs it)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipped: no ansible-core venv at {} (run scripts/setup)",
+        dir.display()
+    );
+    None
+}
