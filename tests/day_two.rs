@@ -28,25 +28,6 @@ fn token_secrets(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-fn ready_nodes(lab: &Lab) -> Vec<String> {
-    let nodes: serde_json::Value = serde_json::from_str(&lab.kubectl("get nodes -o json")).unwrap();
-    let mut out: Vec<String> = nodes["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
 fn changed_hosts(report: &std::path::Path) -> Vec<String> {
     let hosts: BTreeSet<String> = changed_tasks(&json(report))
         .into_iter()
@@ -124,7 +105,7 @@ fn joined_workers_are_left_alone_and_tokens_live_only_for_a_join() {
     let first = out.join("first.json");
     let r = apply(&lab, &first, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02"]);
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02"]);
     assert_eq!(token_secrets(&lab), Vec::<String>::new());
     let made: Vec<(String, String)> = changed_tasks(&json(&first))
         .into_iter()
@@ -211,7 +192,7 @@ fn joined_workers_are_left_alone_and_tokens_live_only_for_a_join() {
         "{w2:?}"
     );
     assert_eq!(lab.tree_hash("worker-01"), w1_before);
-    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02"]);
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02"]);
     assert!(token_secrets(&lab).is_empty());
     lab.ssh(
         "worker-02",

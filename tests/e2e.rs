@@ -17,25 +17,6 @@ fn apply(lab: &Lab, report: &std::path::Path, extra: &[&str]) -> crate::support:
     run(args)
 }
 
-fn ready_nodes(lab: &Lab) -> Vec<String> {
-    let nodes: serde_json::Value = serde_json::from_str(&lab.kubectl("get nodes -o json")).unwrap();
-    let mut out: Vec<String> = nodes["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
 /// Whether the running process of `unit` on `host` (its pid file in the host's state dir)
 /// ignores SIGPIPE, from /proc/PID/status.
 fn sigpipe_ignored(lab: &Lab, host: &str, unit: &str) -> bool {
@@ -96,14 +77,14 @@ fn site_playbook_joins_every_worker_then_changes_nothing() {
         );
     }
     assert!(token_ids(&lab).is_empty(), "plan created a token");
-    assert!(ready_nodes(&lab).is_empty());
+    assert!(lab.ready_nodes().is_empty());
     assert!(!lab
         .ssh("cp-1", "cat /etc/systemd/system/kube-apiserver.service")
         .contains("bootstrap-token"));
 
     let first = apply(&lab, &out.join("1.json"), &[]);
     assert_eq!(first.code, 0, "{}", first.all());
-    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02", "worker-03"]);
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02", "worker-03"]);
     let csrs = lab.kubectl("get csr");
     // A client and a serving certificate per worker.
     assert_eq!(csrs.matches("Approved,Issued").count(), 6, "{csrs}");
@@ -161,7 +142,7 @@ fn join_onboards_only_the_limited_worker_with_a_token_for_that_run_only() {
     let inv = lab.inventory().display().to_string();
     let r = run(["apply", "-i", &inv, "--limit", "cp-1,worker-01,worker-02"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02"]);
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02"]);
     let before = token_ids(&lab);
     let before_w1 = lab.tree_hash("worker-01");
 
@@ -177,7 +158,7 @@ fn join_onboards_only_the_limited_worker_with_a_token_for_that_run_only() {
         &report.display().to_string(),
     ]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(ready_nodes(&lab), ["worker-01", "worker-02", "worker-03"]);
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02", "worker-03"]);
     let touched: std::collections::BTreeSet<String> = changed_tasks(&json(&report))
         .into_iter()
         .map(|(h, _)| h)

@@ -174,6 +174,27 @@ impl Lab {
     }
 
     /// The real kubectl on this machine against the lab's API server, as the admin.
+    /// The names of the Nodes whose Ready condition is True, sorted.
+    pub fn ready_nodes(&self) -> Vec<String> {
+        let nodes: serde_json::Value =
+            serde_json::from_str(&self.kubectl("get nodes -o json")).unwrap();
+        let mut out: Vec<String> = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn kubectl(&self, args: &str) -> String {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
