@@ -75,6 +75,8 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(sweep_stale_tempdirs);
     let d = std::env::temp_dir().join(format!(
         "bootstrapctl-test-{tag}-{}-{}",
         std::process::id(),
@@ -85,6 +87,31 @@ pub fn tempdir(tag: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Removes the temp dirs of earlier test runs whose process is gone, once per run: tests keep
+/// their dirs for a look after a failure, so without this every run leaves its dirs behind. A
+/// dir holding a lab (`lab.json`, kept with BSCTL_KEEP_LAB) stays until `lab down`.
+fn sweep_stale_tempdirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("bootstrapctl-test-") else {
+            continue;
+        };
+        // bootstrapctl-test-<tag>-<pid>-<nanos>; the tag may hold dashes.
+        let Some(pid) = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let kept_lab = path.join("lab.json").exists() || path.join("lab/lab.json").exists();
+        if Path::new(&format!("/proc/{pid}")).exists() || kept_lab {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&path);
+    }
 }
 
 /// Each lab of a test run gets its own 127.N.x.y subnet so tests can run in parallel.
