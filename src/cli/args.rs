@@ -302,6 +302,10 @@ pub enum LabCommand {
         /// Hosts get addresses 127.SUBNET.x.y; give labs that run at once different subnets.
         #[arg(long, default_value_t = 10)]
         subnet: u8,
+        /// Workers as fresh machines: no kubelet, no runtime, empty /usr/local and /opt (for
+        /// the install path: the `binaries` of playbooks/binaries.yaml).
+        #[arg(long)]
+        bare: bool,
     },
     /// Stop exactly the processes the lab started.
     Down {

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::file_common::Mode;
 use super::template::{absolute, opt};
 use super::{Module, ModuleError, ResolveCx};
 use crate::artifact::manifest::Bundle;
@@ -34,8 +33,10 @@ pub struct Args {
     pub dest: Option<Tpl<String>>,
     /// The directory a tarball unpacks into (default: the component's documented place).
     pub unpack: Option<Tpl<String>>,
-    pub strip_components: Option<Tpl<u32>>,
-    pub mode: Option<Tpl<Mode>>,
+    /// Text, so that a loop can give `''` for "not given" (as for every argument).
+    pub strip_components: Option<Tpl<String>>,
+    /// Octal, default 0755 (binaries only).
+    pub mode: Option<Tpl<String>>,
 }
 
 #[derive(Debug)]
@@ -123,20 +124,20 @@ impl Args {
             }
             (Some(dest), None) => Install::Binary {
                 dest: absolute(dest, "dest")?,
-                mode: opt(&self.mode, cx)?.map_or(0o755, |m| m.0),
+                mode: mode(s(&self.mode)?)?,
             },
             (None, Some(dir)) => Install::Tarball {
                 dir: absolute(dir, "unpack")?,
-                strip: opt(&self.strip_components, cx)?.unwrap_or(0),
+                strip: strip(s(&self.strip_components)?)?.unwrap_or(0),
             },
             (None, None) => match known {
                 Some((path, false, _)) => Install::Binary {
                     dest: path.into(),
-                    mode: opt(&self.mode, cx)?.map_or(0o755, |m| m.0),
+                    mode: mode(s(&self.mode)?)?,
                 },
                 Some((dir, true, strip)) => Install::Tarball {
                     dir: dir.into(),
-                    strip: opt(&self.strip_components, cx)?.unwrap_or(strip),
+                    strip: self::strip(s(&self.strip_components)?)?.unwrap_or(strip),
                 },
                 None => {
                     return Err(invalid(format!(
@@ -156,6 +157,24 @@ impl Args {
             },
         })
     }
+}
+
+fn mode(v: Option<String>) -> Result<u32, ModuleError> {
+    match v {
+        None => Ok(0o755),
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| ModuleError::Invalid(format!("mode: {m:?} is not an octal mode"))),
+    }
+}
+
+fn strip(v: Option<String>) -> Result<Option<u32>, ModuleError> {
+    v.map(|n| {
+        n.parse::<u32>()
+            .map_err(|_| ModuleError::Invalid(format!("strip_components: {n:?} is not a number")))
+    })
+    .transpose()
 }
 
 fn upload(path: &Path) -> Result<Source, ModuleError> {
