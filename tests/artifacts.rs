@@ -181,6 +181,14 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
         assert_eq!(recap(&report, h, "bytes_transferred"), 0, "{h}");
     }
     assert_eq!(server.served(), (2, sizes), "nothing fetched again");
+    // The installed sums are part of the batched read: a converged worker costs the round
+    // trips it costs without artifacts.
+    for w in ["worker-01", "worker-02"] {
+        eprintln!(
+            "{w}: {} round trips on the no-op run",
+            recap(&report, w, "round_trips")
+        );
+    }
     eprintln!(
         "bytes transferred: first apply {sizes} per worker, second apply 0 (from {})",
         second.display()

@@ -191,3 +191,81 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use crate::artifact::Install;
+    use crate::transport::local::LocalTransport;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn uploads_never_exceed_their_bound() {
+        let slots = std::sync::Arc::new(UploadSlots::new(2));
+        let now = std::sync::Arc::new(AtomicUsize::new(0));
+        let max = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, now, max) = (slots.clone(), now.clone(), max.clone());
+                std::thread::spawn(move || {
+                    let _slot = slots.acquire();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(n, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(max.load(Ordering::SeqCst) <= 2);
+        assert_eq!(*slots.free.lock().unwrap(), 2, "every slot given back");
+    }
+
+    #[test]
+    fn a_host_without_curl_or_wget_says_so_and_installs_nothing() {
+        // A PATH holding the shell tools but neither curl nor wget.
+        let d = std::env::temp_dir().join(format!("bsctl-nofetch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for tool in ["mkdir", "rm"] {
+            let real = ["/bin", "/usr/bin"]
+                .iter()
+                .map(|p| std::path::Path::new(p).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+        }
+        let target = d.join("target");
+        let op = ArtifactOp {
+            name: "kubelet".into(),
+            version: "v1.32.0".into(),
+            sha256: "a".repeat(64),
+            source: Source::Url {
+                url: "http://127.0.0.1:1/kubelet".into(),
+            },
+            install: Install::Binary {
+                dest: target.join("kubelet").display().to_string(),
+                mode: 0o755,
+            },
+        };
+        let script = install_script(&op);
+        let command = format!(
+            "PATH={} /bin/sh -c {}",
+            bin.display(),
+            quote_always(&script)
+        );
+        let out = LocalTransport::new()
+            .exec(&command, b"", None, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(out.status, 1);
+        assert_eq!(
+            out.stderr_lossy(),
+            "bootstrapctl: cannot fetch http://127.0.0.1:1/kubelet: neither curl nor wget is installed on this host\n"
+        );
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

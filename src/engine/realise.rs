@@ -96,6 +96,12 @@ impl HostRunner<'_> {
                     "command",
                     &executor::exec_script(command, chdir),
                 );
+            } else if let Op::Artifact(a) = op {
+                self.run.trace(
+                    target.name,
+                    "install",
+                    &crate::artifact::script::install_script(a),
+                );
             } else {
                 self.run.trace(
                     target.name,
