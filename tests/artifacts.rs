@@ -118,9 +118,11 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
     std::fs::write(
         host_vars.join("worker-02.yaml"),
         format!(
-            "binaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, url: '{}'}}\n  - {{name: cni-plugins, version: v1.5.1, sha256: {cni_sum}, url: '{}'}}\n",
+            // cri-dockerd is for docker as the runtime only: skipped with containerd.
+            "binaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, url: '{}'}}\n  - {{name: cni-plugins, version: v1.5.1, sha256: {cni_sum}, url: '{}'}}\n  - {{name: cri-dockerd, version: 0.3.15, sha256: {}, url: 'http://127.0.0.1:1/cri-dockerd.tgz'}}\n",
             server.url("kubelet"),
-            server.url("cni-plugins-linux-amd64-v1.5.1.tgz")
+            server.url("cni-plugins-linux-amd64-v1.5.1.tgz"),
+            "0".repeat(64)
         ),
     )
     .unwrap();

@@ -21,6 +21,20 @@ impl HostRunner<'_> {
     /// taking the host's lock in the same script (connecting first, on first use).
     pub(super) fn connect_lock_and_prefetch(&self, tasks: &[Task], gather_facts: bool) {
         let play = self.play();
+        // A play with nothing to do on this host (every task loops over an empty list, as the
+        // shipped Binaries play without `binaries`) costs it no round trip: the next play
+        // connects, locks and reads.
+        let idle = !gather_facts
+            && !tasks.is_empty()
+            && tasks.iter().all(|t| {
+                t.loop_
+                    .as_ref()
+                    .and_then(|l| self.loop_items_now(t, l))
+                    .is_some_and(|items| items.is_empty())
+            });
+        if idle {
+            return;
+        }
         let mut reads = Vec::new();
         if gather_facts {
             reads.push(Read::Facts);
