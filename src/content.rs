@@ -8,6 +8,7 @@ pub static PLAYBOOKS: &[(&str, &str)] = &[
         "control-plane.yaml",
         include_str!("../playbooks/control-plane.yaml"),
     ),
+    ("binaries.yaml", include_str!("../playbooks/binaries.yaml")),
     ("workers.yaml", include_str!("../playbooks/workers.yaml")),
     ("reset.yaml", include_str!("../playbooks/reset.yaml")),
 ];
@@ -105,6 +106,8 @@ mod tests {
         for (kind, file) in refs {
             let found = match kind.as_str() {
                 "playbook" => playbook(&file).is_some(),
+                // An artifact's source is the user's own file, named by a variable.
+                "artifact" => file.starts_with("{{"),
                 _ => TEMPLATES.iter().any(|(n, _)| *n == file),
             };
             assert!(found, "{kind} {file} is referenced but not embedded");

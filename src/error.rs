@@ -174,6 +174,8 @@ pub enum CommandError {
     OwnBinary(#[source] std::io::Error),
     #[error("refusing to reset control-plane host(s) {}: resetting one takes its kubelet out of the cluster; pass --allow-control-plane to do it anyway", .hosts.join(", "))]
     ResetControlPlane { hosts: Vec<String> },
+    #[error("reading the bundle")]
+    Bundle(#[source] crate::artifact::manifest::BundleError),
 }
 
 impl From<SettingsError> for Error {

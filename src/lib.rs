@@ -20,6 +20,7 @@
 //! real `ansible-vault` wrote). Everything else is private to the crate, so the compiler
 //! reports any item nothing uses.
 
+mod artifact;
 mod cli;
 mod content;
 mod engine;
@@ -104,6 +105,7 @@ pub fn run(args: Vec<String>) -> i32 {
             unsafe_skip_ca_verification,
         ),
         Command::Pki(PkiCommand::CaHash { file }) => commands::discovery::ca_hash(&file),
+        Command::Bundle(cli::args::BundleCommand::Verify { dir }) => commands::bundle::verify(&dir),
         Command::Token(TokenCommand::Generate) => commands::token::generate(),
         Command::Token(TokenCommand::Create {
             run,

@@ -68,6 +68,9 @@ pub enum Op {
         #[serde(skip)]
         secret: Json,
     },
+    /// Install a verified binary or tarball (see `artifact`): run on its own, since an upload
+    /// streams the file on the command's stdin.
+    Artifact(Box<crate::artifact::ArtifactOp>),
 }
 
 impl Op {
@@ -96,6 +99,7 @@ impl Op {
         !matches!(
             self,
             Op::Exec { .. }
+                | Op::Artifact(_)
                 | Op::KubeApply { .. }
                 | Op::KubeDelete { .. }
                 | Op::CreateToken { .. }
@@ -214,6 +218,7 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
                 mark_unit_file_changed(view, path);
             }
             Op::Exec { .. } => {}
+            Op::Artifact(a) => crate::artifact::simulate(view, a),
             Op::Systemctl { args } => simulate_systemctl(view, args),
             Op::SwapOff => view.plan_swaps(Vec::new()),
             Op::KubeApply { objects, .. } => {

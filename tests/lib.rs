@@ -5,6 +5,7 @@ mod support;
 
 mod ansible_differential;
 mod apply;
+mod artifacts;
 mod bootstrap_flow;
 mod cli_errors;
 mod day_two;

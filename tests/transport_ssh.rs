@@ -57,6 +57,60 @@ fn one_mib_stdin_stdout_stderr_without_deadlock() {
     assert_eq!(out.stdout, b"done\n");
 }
 
+/// A reader that says how far it was read: the stream must never run ahead of the channel.
+struct Counting<'a> {
+    data: &'a [u8],
+    at: usize,
+    read_ahead: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        self.read_ahead.set(self.at);
+        Ok(n)
+    }
+}
+
+#[test]
+fn exec_reader_streams_stdin_in_chunks_with_progress() {
+    let sshd = Sshd::start();
+    let mut t = sshd.connect();
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut input = Counting {
+        data: &data,
+        at: 0,
+        read_ahead: read.clone(),
+    };
+    let mut reports: Vec<u64> = Vec::new();
+    let mut max_ahead = 0usize;
+    let out = t
+        .exec_reader("wc -c", &mut input, None, LONG, &mut |sent| {
+            max_ahead = max_ahead.max(read.get() - sent as usize);
+            reports.push(sent)
+        })
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), data.len().to_string());
+    assert_eq!(reports.last(), Some(&(data.len() as u64)));
+    assert!(
+        reports.windows(2).all(|w| w[0] < w[1]),
+        "progress only grows"
+    );
+    assert!(
+        reports.len() > 8,
+        "progress along the way: {}",
+        reports.len()
+    );
+    // Never more than one chunk (32 KiB) read beyond what the channel took.
+    assert!(max_ahead <= 32 * 1024, "read ahead {max_ahead} bytes");
+    assert_eq!(t.round_trips(), 1);
+}
+
 #[test]
 fn exit_status_and_signals() {
     let sshd = Sshd::start();

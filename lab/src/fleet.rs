@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::hosts::{self, PlannedHost, MAX_HOSTS};
-use super::namespace::{self, HostMounts, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
+use super::namespace::{self, HostMounts, BARE_TMPFS_DIRS, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
 use super::{
     inventory, keys, probe, procs, seed, sshd_config, units, HostStatus, LabError, LabInfo, LabSpec,
@@ -323,6 +323,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     for d in TMPFS_DIRS
         .iter()
         .chain(&[STATE_MOUNT, LOG_MOUNT, "/run/sshd"])
+        .chain(if spec.bare { BARE_TMPFS_DIRS } else { &[] })
     {
         ensure_mountpoint(d)?;
     }
@@ -373,13 +374,22 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     };
     for h in &planned {
         let hd = HostDir::new(&dir, &h.name);
+        let bare = spec.bare && h.group == hosts::GROUP_WORKERS;
         let mounts = HostMounts {
             name: h.name.clone(),
             etc_upper: hd.etc_upper(),
             etc_work: hd.etc_work(),
             state_dir: hd.state(),
             log_dir: hd.log(),
-            systemctl_binds: binds.clone(),
+            // A bare worker has no kube component until one is installed.
+            systemctl_binds: binds
+                .iter()
+                .filter(|(_, target)| {
+                    !(bare && COMPONENT_PATHS.iter().any(|c| target == Path::new(c)))
+                })
+                .cloned()
+                .collect(),
+            bare,
         };
         let log_path = hd.log().join("sshd.log");
         let started = fs::File::create(&log_path)

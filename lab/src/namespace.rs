@@ -23,6 +23,16 @@ pub(crate) const TMPFS_DIRS: &[&str] = &[
     "/etc/containerd",
     "/etc/docker",
 ];
+/// Bare workers (`LabSpec::bare`) also get these, empty: where binaries are installed.
+pub(crate) const BARE_TMPFS_DIRS: &[&str] = &["/usr/local", "/opt"];
+/// Made inside the bare tmpfs dirs, as a fresh Debian has them (PATH and the CNI plugin dir).
+const BARE_SUBDIRS: &[&str] = &[
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/opt/cni",
+    "/opt/cni/bin",
+];
+
 /// Where the host's state dir appears inside it (the systemctl stand-in keeps unit state here).
 pub(crate) const STATE_MOUNT: &str = "/var/lib/bootstrapctl-lab";
 /// Where the host's log dir appears inside it.
@@ -37,6 +47,22 @@ struct Mount {
     data: Option<CString>,
     /// Bind mounts made read-only need a second, remount call.
     remount_ro: bool,
+    /// Create the target first (inside a tmpfs just mounted it cannot exist yet).
+    create: Create,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    Nothing,
+    Dir,
+    File,
+}
+
+impl Mount {
+    /// A directory to make, not a mount (the bare hosts' subdirectories).
+    fn only_create(&self) -> bool {
+        self.fstype.is_none() && self.flags == 0
+    }
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -60,6 +86,8 @@ pub(crate) struct HostMounts {
     pub(crate) log_dir: PathBuf,
     /// (file or dir on the real machine, where it appears in the host) for the systemctl stand-in.
     pub(crate) systemctl_binds: Vec<(PathBuf, PathBuf)>,
+    /// A bare worker: private empty `/usr/local` and `/opt` (see `BARE_TMPFS_DIRS`).
+    pub(crate) bare: bool,
 }
 
 fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
@@ -76,6 +104,7 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
         flags: 0,
         data: Some(CString::new(overlay)?),
         remount_ro: false,
+        create: Create::Nothing,
     });
     out.push(Mount {
         source: CString::new(format!("lab-{}-run", m.name))?,
@@ -84,6 +113,7 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
         flags: libc::MS_NOSUID | libc::MS_NODEV,
         data: Some(CString::new("mode=0755,size=64m")?),
         remount_ro: false,
+        create: Create::Nothing,
     });
     for dir in TMPFS_DIRS {
         out.push(Mount {
@@ -93,8 +123,36 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
             flags: libc::MS_NOSUID | libc::MS_NODEV,
             data: Some(CString::new("mode=0755,size=256m")?),
             remount_ro: false,
+            create: Create::Nothing,
         });
     }
+    if m.bare {
+        for dir in BARE_TMPFS_DIRS {
+            out.push(Mount {
+                source: CString::new(format!("lab-{}-bare", m.name))?,
+                target: cstr(Path::new(dir))?,
+                fstype: Some(CString::new("tmpfs")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(CString::new("mode=0755,size=512m")?),
+                remount_ro: false,
+                create: Create::Nothing,
+            });
+        }
+        for dir in BARE_SUBDIRS {
+            // Only created, never mounted (`Mount::only_create`).
+            out.push(Mount {
+                source: cstr(Path::new(dir))?,
+                target: cstr(Path::new(dir))?,
+                fstype: None,
+                flags: 0,
+                data: None,
+                remount_ro: false,
+                create: Create::Dir,
+            });
+        }
+    }
+    let bare = m.bare;
+    let under_bare = |target: &Path| bare && BARE_TMPFS_DIRS.iter().any(|d| target.starts_with(d));
     let mut bind = |src: &Path, target: &Path, ro: bool| -> io::Result<()> {
         out.push(Mount {
             source: cstr(src)?,
@@ -103,6 +161,15 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
             flags: libc::MS_BIND,
             data: None,
             remount_ro: ro,
+            create: if under_bare(target) {
+                if src.is_dir() {
+                    Create::Dir
+                } else {
+                    Create::File
+                }
+            } else {
+                Create::Nothing
+            },
         });
         Ok(())
     };
@@ -162,6 +229,30 @@ pub(crate) fn spawn_sshd(m: &HostMounts, config: &Path, log: File) -> io::Result
                 hostname.len(),
             ))?;
             for mt in &mounts {
+                match mt.create {
+                    Create::Nothing => {}
+                    Create::Dir => {
+                        if libc::mkdir(mt.target.as_ptr(), 0o755) != 0
+                            && *libc::__errno_location() != libc::EEXIST
+                        {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Create::File => {
+                        let fd = libc::open(
+                            mt.target.as_ptr(),
+                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o644,
+                        );
+                        if fd < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        libc::close(fd);
+                    }
+                }
+                if mt.only_create() {
+                    continue;
+                }
                 let fstype = mt.fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
                 let data = mt
                     .data

@@ -19,6 +19,10 @@ pub struct LabSpec {
     pub port: u16,
     /// Second octet of the hosts' addresses (127.SUBNET.x.y), so several labs can run at once.
     pub subnet: u8,
+    /// Workers as fresh machines: no kubelet (nor any kube-* stand-in) mounted, and private,
+    /// empty `/usr/local` and `/opt`, where the install path puts kubelet, the runtime and the
+    /// CNI plugins.
+    pub bare: bool,
 }
 
 /// Default SSH port of lab hosts: not 22, so a real sshd on 0.0.0.0:22 never collides.

@@ -64,6 +64,16 @@ pub enum Command {
     /// Certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Artifact bundles for air-gapped fleets.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Check every file of a bundle directory against the sha256 its manifest.yaml gives:
+    /// one line per artifact, exit 0 when all match, 1 otherwise.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +188,9 @@ pub struct RunArgs {
     /// Hosts worked on at once.
     #[arg(short, long, default_value_t = 50, value_name = "N")]
     pub forks: usize,
+    /// Hosts an artifact is uploaded to at once (a bound of its own, below --forks).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub upload_forks: usize,
     /// Only run tasks with these tags (comma separated).
     #[arg(short, long, value_delimiter = ',')]
     pub tags: Vec<String>,
@@ -289,6 +302,10 @@ pub enum LabCommand {
         /// Hosts get addresses 127.SUBNET.x.y; give labs that run at once different subnets.
         #[arg(long, default_value_t = 10)]
         subnet: u8,
+        /// Workers as fresh machines: no kubelet, no runtime, empty /usr/local and /opt (for
+        /// the install path: the `binaries` of playbooks/binaries.yaml).
+        #[arg(long)]
+        bare: bool,
     },
     /// Stop exactly the processes the lab started.
     Down {

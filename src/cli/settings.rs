@@ -97,6 +97,7 @@ impl RunSettings {
                 skip_tags: a.skip_tags,
                 command_timeout: Duration::from_secs(a.timeout.max(1)),
                 verbose: a.verbose,
+                upload_forks: a.upload_forks.max(1),
             },
             extra_vars: a.extra_vars,
             known_hosts: a

@@ -31,6 +31,8 @@ pub struct HostConn {
     pub registered: std::collections::BTreeMap<String, minijinja::Value>,
     /// The run's jump-host connections, shared by every host behind the same bastion.
     pub jumps: JumpPool,
+    /// Artifact bytes the host took in this run (uploaded to it or fetched by it).
+    pub bytes_transferred: u64,
 }
 
 impl HostConn {
@@ -90,6 +92,7 @@ impl Pool {
                         locked: false,
                         registered: Default::default(),
                         jumps: jumps.clone(),
+                        bytes_transferred: 0,
                     })),
                 )
             })
@@ -106,6 +109,12 @@ impl Pool {
     pub fn round_trips(&self, host: &str) -> u64 {
         self.get(host)
             .map(|s| s.lock().map(|c| c.round_trips()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn bytes_transferred(&self, host: &str) -> u64 {
+        self.get(host)
+            .map(|s| s.lock().map(|c| c.bytes_transferred).unwrap_or(0))
             .unwrap_or(0)
     }
 }

@@ -274,7 +274,7 @@ fn ops_body(ops: &[Op]) -> String {
                     s.push('\n');
                 }
             }
-            Op::Exec { .. } => {}
+            Op::Exec { .. } | Op::Artifact(_) => {}
         }
     }
     s
@@ -355,7 +355,7 @@ pub fn parent(path: &str) -> String {
 
 /// Unpredictable enough that two runs never pick the same temp name; `set -C` refuses a
 /// name that exists anyway.
-fn random_suffix() -> String {
+pub fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -403,17 +403,46 @@ pub fn exec_script(command: &str, chdir: &Option<String>) -> String {
 
 /// Run `ops`: the non-command ops in one script, then each command. Returns the output of the
 /// last command (or of the script when there was none).
+#[cfg(test)]
 pub fn apply(
     t: &mut dyn Transport,
     ops: &[Op],
     become_: Option<&Become>,
     timeout: Duration,
 ) -> Result<ExecOutput, TransportError> {
+    let slots = crate::artifact::upload::UploadSlots::new(1);
+    apply_reporting(t, ops, become_, timeout, &slots, &mut |_, _, _| {})
+}
+
+/// `apply`, with artifact installs after the script (uploads bounded by `slots`) and each
+/// upload's progress given to `progress(name, sent, total)`. An artifact's output (its
+/// `@@ bytes N` line) is the one returned when it is the last op run.
+pub fn apply_reporting(
+    t: &mut dyn Transport,
+    ops: &[Op],
+    become_: Option<&Become>,
+    timeout: Duration,
+    slots: &crate::artifact::upload::UploadSlots,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<ExecOutput, TransportError> {
     let mut last = ExecOutput::default();
-    if ops.iter().any(|o| !matches!(o, Op::Exec { .. })) {
+    if ops
+        .iter()
+        .any(|o| !matches!(o, Op::Exec { .. } | Op::Artifact(_)))
+    {
         last = run_script(t, &ops_script(ops), become_, timeout)?;
         if !last.success() {
             return Ok(last);
+        }
+    }
+    for op in ops {
+        if let Op::Artifact(a) = op {
+            last = crate::artifact::upload::install(t, a, become_, timeout, slots, &mut |s, n| {
+                progress(&a.name, s, n)
+            })?;
+            if !last.success() {
+                return Ok(last);
+            }
         }
     }
     for op in ops {

@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub command_timeout: Duration,
     /// -vvv: print every script sent to a host (through the redactor) and its exit status.
     pub verbose: u8,
+    /// How many hosts may receive an artifact upload at once (`--upload-forks`).
+    pub upload_forks: usize,
 }
 
 impl RunOptions {
@@ -79,6 +81,8 @@ pub struct RunCx {
     pub interrupted: AtomicBool,
     /// Names this run in host locks (engine::lock).
     pub run_id: String,
+    /// The bound on concurrent artifact uploads, shared by every host.
+    pub uploads: crate::artifact::upload::UploadSlots,
 }
 
 impl RunCx {
@@ -107,6 +111,7 @@ impl RunCx {
         base_dir: PathBuf,
         play_hosts: Vec<Vec<String>>,
     ) -> Self {
+        let opts_upload_forks = opts.upload_forks;
         RunCx {
             playbook,
             inventory,
@@ -124,6 +129,7 @@ impl RunCx {
             run_id: crate::k8s::token::BootstrapToken::generate()
                 .map(|t| t.secret().to_string())
                 .unwrap_or_else(|_| format!("pid{}", std::process::id())),
+            uploads: crate::artifact::upload::UploadSlots::new(opts_upload_forks),
         }
     }
 
@@ -300,6 +306,7 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
     }
     for (host, recap) in outcome.recap.iter_mut() {
         recap.round_trips = cx.pool.round_trips(host);
+        recap.bytes_transferred = cx.pool.bytes_transferred(host);
         if let Some(slot) = cx.pool.get(host) {
             let registered = slot
                 .lock()

@@ -21,15 +21,40 @@ impl HostRunner<'_> {
     /// taking the host's lock in the same script (connecting first, on first use).
     pub(super) fn connect_lock_and_prefetch(&self, tasks: &[Task], gather_facts: bool) {
         let play = self.play();
+        // A play with nothing to do on this host (every task loops over an empty list, as the
+        // shipped Binaries play without `binaries`) costs it no round trip: the next play
+        // connects, locks and reads.
+        let idle = !gather_facts
+            && !tasks.is_empty()
+            && tasks.iter().all(|t| {
+                t.loop_
+                    .as_ref()
+                    .and_then(|l| self.loop_items_now(t, l))
+                    .is_some_and(|items| items.is_empty())
+            });
+        if idle {
+            return;
+        }
         let mut reads = Vec::new();
         if gather_facts {
             reads.push(Read::Facts);
         }
         for task in tasks.iter().chain(&play.handlers) {
-            if task.delegate_to.is_some() || task.loop_.is_some() {
+            if task.delegate_to.is_some() {
                 continue;
             }
-            if let Ok(ctx) = self.context(task, None) {
+            // A loop over variables known now (a `binaries:` list) reads for every item here.
+            let items: Vec<Option<minijinja::Value>> = match &task.loop_ {
+                None => vec![None],
+                Some(l) => match self.loop_items_now(task, l) {
+                    Some(items) => items.into_iter().map(Some).collect(),
+                    None => continue,
+                },
+            };
+            for item in &items {
+                let Ok(ctx) = self.context(task, item.as_ref()) else {
+                    continue;
+                };
                 let what = format!("task {:?}", task.display_name());
                 let cx = ResolveCx {
                     templates: &self.run.templates,
@@ -156,6 +181,20 @@ pub(super) fn read(
     timeout: Duration,
 ) -> Result<(), Step> {
     read_and_clean(run, host, conn, reads, &[], become_, timeout).map(|_| ())
+}
+
+impl HostRunner<'_> {
+    /// The items of a task's loop, when they render before any task ran (else `None`: its
+    /// items read when the task runs).
+    fn loop_items_now(
+        &self,
+        task: &Task,
+        loop_: &serde_yaml::Value,
+    ) -> Option<Vec<minijinja::Value>> {
+        let ctx = self.context(task, None).ok()?;
+        let items = crate::template::render_yaml(&self.run.templates, loop_, &ctx, "loop").ok()?;
+        Some(items.try_iter().ok()?.collect())
+    }
 }
 
 /// [`read`], and when this script takes the lock, also remove the stale temp files in

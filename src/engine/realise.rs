@@ -96,6 +96,12 @@ impl HostRunner<'_> {
                     "command",
                     &executor::exec_script(command, chdir),
                 );
+            } else if let Op::Artifact(a) = op {
+                self.run.trace(
+                    target.name,
+                    "install",
+                    &crate::artifact::script::install_script(a),
+                );
             } else {
                 self.run.trace(
                     target.name,
@@ -105,7 +111,15 @@ impl HostRunner<'_> {
             }
         }
         let timeout = self.run.opts.command_timeout;
-        let out = match executor::apply(transport, &ops, target.become_, timeout) {
+        let reporter = &self.run.reporter;
+        let out = match executor::apply_reporting(
+            transport,
+            &ops,
+            target.become_,
+            timeout,
+            &self.run.uploads,
+            &mut |what, sent, total| reporter.transfer(target.name, what, sent, total),
+        ) {
             Ok(o) => o,
             Err(e) if e.is_unreachable() => {
                 conn.unreachable = Some(e.to_string());
@@ -116,6 +130,9 @@ impl HostRunner<'_> {
                 return Step::new(TaskStatus::Failed, e.to_string());
             }
         };
+        if ops.iter().any(|o| matches!(o, Op::Artifact(_))) {
+            conn.bytes_transferred += crate::artifact::bytes_reported(&out.stdout);
+        }
         let ran_command = ops.iter().any(|o| matches!(o, Op::Exec { .. }));
         if ran_command || !out.success() {
             // It may have changed anything it could read (a failed script: part of it).

@@ -11,6 +11,8 @@ pub trait Reporter: Send + Sync {
     /// A host finished the play (its spinner can go).
     fn host_done(&self, _host: &str) {}
     fn play_done(&self, play: &str);
+    /// An upload to `host` of artifact `what` has sent `sent` of `total` bytes.
+    fn transfer(&self, _host: &str, _what: &str, _sent: u64, _total: u64) {}
     /// Stop drawing before the final output.
     fn finish(&self) {}
 }

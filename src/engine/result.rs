@@ -47,6 +47,8 @@ pub struct HostRecap {
     pub failed: u32,
     pub skipped: u32,
     pub round_trips: u64,
+    /// Artifact bytes uploaded to the host or fetched by it.
+    pub bytes_transferred: u64,
 }
 
 impl HostRecap {

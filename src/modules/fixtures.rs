@@ -45,6 +45,9 @@ struct Host {
     /// The objects of the cluster the module's kubectl reaches (Secrets with `data`).
     #[serde(default)]
     objects: Vec<serde_json::Value>,
+    /// What read-only commands print: command → (exit status, stdout).
+    #[serde(default)]
+    commands: BTreeMap<String, (i32, String)>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +148,24 @@ fn summary(op: &Op) -> String {
         Op::KubeDelete { object } => format!("kube delete {}", object_label(object)),
         Op::CreateToken { object, .. } => format!("create token {}", object_label(object)),
         Op::ApproveCsr { object, .. } => format!("approve csr {}", object.name),
+        Op::Artifact(a) => {
+            let source = match &a.source {
+                crate::artifact::Source::Upload { size, .. } => format!("upload {size} bytes"),
+                crate::artifact::Source::Url { url } => format!("fetch {url}"),
+            };
+            let into = match &a.install {
+                crate::artifact::Install::Binary { dest, mode } => format!("{dest} {mode:04o}"),
+                crate::artifact::Install::Tarball { dir, strip } => {
+                    format!("unpack {dir} strip {strip}")
+                }
+            };
+            format!(
+                "artifact {} {} {} {source} -> {into}",
+                a.name,
+                a.version,
+                &a.sha256[..8]
+            )
+        }
     }
 }
 
@@ -233,6 +254,16 @@ fn view_of(h: &Host) -> HostView {
     }
     if let Some(s) = &h.swaps {
         v.set_swaps(s.clone());
+    }
+    for (cmd, (status, stdout)) in &h.commands {
+        v.set_command(
+            cmd,
+            crate::hoststate::CommandOutput {
+                status: *status,
+                stdout: stdout.clone().into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
     }
     v
 }

@@ -1,6 +1,7 @@
 //! Modules: each one resolves its arguments for a host, declares what it must read, and plans
 //! against a HostView. Pure: no I/O, no async; the engine does the reading and applying.
 
+pub mod artifact;
 pub mod bootstrap_token;
 pub mod command;
 pub mod copy;
@@ -86,6 +87,7 @@ pub enum ModuleArgs {
     KubeWait(kube_wait::Args),
     KubeCsrApprove(kube_csr_approve::Args),
     KubeletJoinState(kubelet_join_state::Args),
+    Artifact(artifact::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -104,6 +106,7 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_wait",
     "kube_csr_approve",
     "kubelet_join_state",
+    "artifact",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
@@ -136,6 +139,7 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(_) => "kube_wait",
             ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
             ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
+            ModuleArgs::Artifact(_) => "artifact",
         }
     }
 
@@ -172,6 +176,7 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Artifact(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -197,6 +202,7 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
             "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
             "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
+            "artifact" => ModuleArgs::Artifact(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

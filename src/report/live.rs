@@ -124,6 +124,15 @@ impl Reporter for ProgressReporter {
             let _ = self.multi.println(self.redactor.redact(&l));
         }
     }
+    fn transfer(&self, host: &str, what: &str, sent: u64, total: u64) {
+        if let Some(bar) = self.hosts.lock().expect("bars").get(host) {
+            bar.set_message(format!(
+                "uploading {what}: {} / {}",
+                indicatif::HumanBytes(sent),
+                indicatif::HumanBytes(total)
+            ));
+        }
+    }
     fn host_done(&self, host: &str) {
         if let Some(b) = self.hosts.lock().expect("bars").remove(host) {
             b.finish_and_clear();

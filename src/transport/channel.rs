@@ -96,11 +96,14 @@ impl SshTransport {
         }
     }
 
+    /// Run `command` with `stdin` streamed to it as the channel takes it (never read ahead
+    /// by more than one chunk); `progress` gets the bytes of it sent so far.
     pub(super) fn run(
         &mut self,
         command: &str,
-        stdin: &[u8],
+        stdin: &mut dyn Read,
         timeout: Duration,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<ExecOutput, TransportError> {
         let start = Instant::now();
         let deadline = start
@@ -113,7 +116,7 @@ impl SshTransport {
             Ok(None) => return Err(timed_out()),
             Err(e) => return Err(self.exec_error("opening channel", &e)),
         };
-        let result = self.drive(&mut channel, command, stdin, deadline);
+        let result = self.drive(&mut channel, command, stdin, progress, deadline);
         match result {
             Ok(out) => {
                 self.close_channel(&mut channel);
@@ -122,6 +125,13 @@ impl SshTransport {
             Err(Drive::Timeout) => {
                 self.close_channel(&mut channel);
                 Err(timed_out())
+            }
+            Err(Drive::Input(e)) => {
+                self.close_channel(&mut channel);
+                Err(TransportError::Other(format!(
+                    "{}: reading the local input of a command: {e}",
+                    self.host
+                )))
             }
             Err(Drive::Failed(what, e)) => {
                 let err = self.exec_error(what, &e);
@@ -137,7 +147,8 @@ impl SshTransport {
         &self,
         channel: &mut Channel,
         command: &str,
-        stdin: &[u8],
+        stdin: &mut dyn Read,
+        progress: &mut dyn FnMut(u64),
         deadline: Instant,
     ) -> Result<ExecOutput, Drive> {
         match self.retry(deadline, || channel.exec(command)) {
@@ -148,20 +159,41 @@ impl SshTransport {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut buf = vec![0u8; CHUNK];
-        let mut written = 0usize;
+        // One chunk of stdin at a time: `pending[sent_of_chunk..]` is what the channel has
+        // not taken yet; the next chunk is read only once it took all of it.
+        let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
+        let mut sent_of_chunk = 0usize;
+        let mut input_done = false;
+        let mut sent: u64 = 0;
         let mut eof_sent = false;
         let mut stderr = channel.stderr();
         loop {
-            let mut progress = false;
+            let mut progress_made = false;
 
             // stdin, then EOF.
             if !eof_sent {
-                if written < stdin.len() {
-                    let end = stdin.len().min(written + CHUNK);
-                    match channel.write(&stdin[written..end]) {
+                if sent_of_chunk == pending.len() && !input_done {
+                    pending.resize(CHUNK, 0);
+                    match stdin.read(&mut pending) {
+                        Ok(0) => {
+                            input_done = true;
+                            pending.clear();
+                        }
+                        Ok(n) => pending.truncate(n),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => pending.clear(),
+                        Err(e) => return Err(Drive::Input(e)),
+                    }
+                    sent_of_chunk = 0;
+                }
+                if sent_of_chunk < pending.len() {
+                    match channel.write(&pending[sent_of_chunk..]) {
                         Ok(n) => {
-                            written += n;
-                            progress |= n > 0;
+                            sent_of_chunk += n;
+                            sent += n as u64;
+                            if n > 0 {
+                                progress(sent);
+                                progress_made = true;
+                            }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(_) => {
@@ -175,11 +207,11 @@ impl SshTransport {
                         }
                     }
                 }
-                if written == stdin.len() && !eof_sent {
+                if input_done && sent_of_chunk == pending.len() && !eof_sent {
                     match channel.send_eof() {
                         Ok(()) => {
                             eof_sent = true;
-                            progress = true;
+                            progress_made = true;
                         }
                         Err(e) if is_eagain(&e) => {}
                         Err(e) if self.channel_gone(&e) => eof_sent = true,
@@ -200,7 +232,7 @@ impl SshTransport {
                         Ok(0) => break,
                         Ok(n) => {
                             stream_out.extend_from_slice(&buf[..n]);
-                            progress = true;
+                            progress_made = true;
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => return Err(Drive::Failed("reading output", self.last_error())),
@@ -218,7 +250,7 @@ impl SshTransport {
                 }
             }
 
-            if !progress && !self.wait_socket(deadline) {
+            if !progress_made && !self.wait_socket(deadline) {
                 return Err(Drive::Timeout);
             }
             if Instant::now() >= deadline {
@@ -254,6 +286,8 @@ impl SshTransport {
 
 enum Drive {
     Timeout,
+    /// The local source of stdin failed (a file being uploaded).
+    Input(std::io::Error),
     Failed(&'static str, ssh2::Error),
 }
 

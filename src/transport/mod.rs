@@ -140,6 +140,26 @@ pub trait Transport: Send {
         timeout: Duration,
     ) -> Result<ExecOutput, TransportError>;
 
+    /// As `exec`, with stdin read from `stdin` while the command consumes it, so that a large
+    /// file travels without being held in memory; `progress` gets the bytes of `stdin` sent so
+    /// far. This default reads all of `stdin` first (fine for local commands and tests).
+    fn exec_reader(
+        &mut self,
+        command: &str,
+        stdin: &mut dyn std::io::Read,
+        become_: Option<&Become>,
+        timeout: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ExecOutput, TransportError> {
+        let mut buf = Vec::new();
+        stdin
+            .read_to_end(&mut buf)
+            .map_err(|e| TransportError::Other(format!("reading local input: {e}")))?;
+        let out = self.exec(command, &buf, become_, timeout)?;
+        progress(buf.len() as u64);
+        Ok(out)
+    }
+
     /// Number of round trips (exec calls) made so far on this connection.
     fn round_trips(&self) -> u64;
 }

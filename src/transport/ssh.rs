@@ -108,7 +108,37 @@ impl Transport for SshTransport {
             already,
             self.become_password.as_ref(),
         );
-        self.run(&wrapped, fed.as_deref().unwrap_or(stdin), timeout)
+        let mut input = fed.as_deref().unwrap_or(stdin);
+        self.run(&wrapped, &mut input, timeout, &mut |_| {})
+    }
+
+    fn exec_reader(
+        &mut self,
+        command: &str,
+        stdin: &mut dyn std::io::Read,
+        become_: Option<&Become>,
+        timeout: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ExecOutput, TransportError> {
+        self.round_trips += 1;
+        if let Some(why) = &self.broken {
+            return Err(TransportError::Lost(why.clone()));
+        }
+        let already = become_.is_some_and(|b| b.user.as_deref().unwrap_or("root") == self.user);
+        // The password line (if sudo gets one) goes first; only the caller's bytes count.
+        let (wrapped, fed) = wrap_become(
+            command,
+            &[],
+            become_,
+            already,
+            self.become_password.as_ref(),
+        );
+        let prefix = fed.unwrap_or_default();
+        let skip = prefix.len() as u64;
+        let mut input = std::io::Read::chain(&prefix[..], stdin);
+        self.run(&wrapped, &mut input, timeout, &mut |sent| {
+            progress(sent.saturating_sub(skip))
+        })
     }
 
     fn round_trips(&self) -> u64 {

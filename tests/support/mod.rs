@@ -149,7 +149,17 @@ impl Lab {
         Self::up_with(tag, 1, workers)
     }
 
+    /// As `cluster`, with workers as fresh machines (`lab up --bare`): no kubelet mounted,
+    /// empty /usr/local and /opt.
+    pub fn bare_cluster(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
+        Self::up_lab(tag, control_planes, workers, true)
+    }
+
     fn up_with(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
+        Self::up_lab(tag, control_planes, workers, false)
+    }
+
+    fn up_lab(tag: &str, control_planes: usize, workers: usize, bare: bool) -> Option<Lab> {
         if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
             if std::env::var_os("CI").is_some() {
                 panic!("CI must run the lab tests: need root and /usr/sbin/sshd");
@@ -160,20 +170,26 @@ impl Lab {
         let dir = tempdir(tag).join("lab");
         let subnet = next_subnet();
         let port = 2222;
-        let r = run([
+        let (workers_s, cps_s) = (workers.to_string(), control_planes.to_string());
+        let (port_s, subnet_s) = (port.to_string(), subnet.to_string());
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "lab".as_ref(),
             "up".as_ref(),
             "--workers".as_ref(),
-            workers.to_string().as_ref(),
+            workers_s.as_ref(),
             "--control-planes".as_ref(),
-            control_planes.to_string().as_ref(),
+            cps_s.as_ref(),
             "--dir".as_ref(),
             dir.as_os_str(),
             "--port".as_ref(),
-            port.to_string().as_ref(),
+            port_s.as_ref(),
             "--subnet".as_ref(),
-            subnet.to_string().as_ref(),
-        ] as [&std::ffi::OsStr; 12]);
+            subnet_s.as_ref(),
+        ];
+        if bare {
+            args.push("--bare".as_ref());
+        }
+        let r = run(args);
         assert_eq!(r.code, 0, "lab up failed: {}", r.all());
         let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
         let mut hosts = Vec::new();
@@ -419,6 +435,7 @@ pub fn results(report: &serde_json::Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+pub mod http;
 pub mod sshd;
 
 /// The pinned ansible-core venv that scripts/setup installs (`BSCTL_ANSIBLE_VENV` to point

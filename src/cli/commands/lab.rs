@@ -17,7 +17,8 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
             dir,
             port,
             subnet,
-        } => up(&dir, workers, control_planes, port, subnet),
+            bare,
+        } => up(&dir, workers, control_planes, port, subnet, bare),
         LabCommand::Down { dir } => down(&dir),
         LabCommand::Status { dir } => status(&dir),
         LabCommand::Reboot { host, dir } => reboot(&dir, &host),
@@ -30,6 +31,7 @@ pub fn up(
     control_planes: usize,
     port: u16,
     subnet: u8,
+    bare: bool,
 ) -> Result<i32, Error> {
     let self_exe = std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
     let standin_exe = lab::standin_binary(&self_exe);
@@ -41,6 +43,7 @@ pub fn up(
         standin_exe,
         port,
         subnet,
+        bare,
     }) {
         Ok(info) => info,
         // Running the quick start twice is fine: the lab that is up stays as it is.

@@ -1,6 +1,7 @@
 //! One function per subcommand: load → engine → outcome. Each returns the exit code.
 
 pub mod apply;
+pub mod bundle;
 pub mod discovery;
 pub mod init;
 pub mod inventory;
