@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::hosts::{self, PlannedHost, MAX_HOSTS};
+use super::kernel_view;
 use super::namespace::{self, HostMounts, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
 use super::{
@@ -328,6 +329,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     }
     let mut binds = systemctl_binds(&dir, &standin_exe)?;
     binds.extend(component_binds(&standin_exe)?);
+    binds.extend(kernel_view::standin_binds(&standin_exe)?);
 
     // Keys: reused when present, so a restarted lab keeps its known_hosts.
     let client_key = dir.join("id_ed25519");
@@ -373,6 +375,12 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     };
     for h in &planned {
         let hd = HostDir::new(&dir, &h.name);
+        // Hosts listed together share the first one's product_uuid (a cloned VM image).
+        let uuid_seed = match spec.shared_product_uuid.first() {
+            Some(first) if spec.shared_product_uuid.contains(&h.name) => first.as_str(),
+            _ => h.name.as_str(),
+        };
+        let kernel_binds = kernel_view::prepare(&dir, &hd.state(), &h.name, uuid_seed)?;
         let mounts = HostMounts {
             name: h.name.clone(),
             etc_upper: hd.etc_upper(),
@@ -380,6 +388,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
             state_dir: hd.state(),
             log_dir: hd.log(),
             systemctl_binds: binds.clone(),
+            kernel_binds,
         };
         let log_path = hd.log().join("sshd.log");
         let started = fs::File::create(&log_path)

@@ -19,6 +19,9 @@ pub struct LabSpec {
     pub port: u16,
     /// Second octet of the hosts' addresses (127.SUBNET.x.y), so several labs can run at once.
     pub subnet: u8,
+    /// Hosts that get one and the same product_uuid (as cloned VMs do), for testing the
+    /// fleet-wide preflight; empty: every host its own.
+    pub shared_product_uuid: Vec<String>,
 }
 
 /// Default SSH port of lab hosts: not 22, so a real sshd on 0.0.0.0:22 never collides.

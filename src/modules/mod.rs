@@ -14,7 +14,9 @@ pub mod kube_object;
 pub mod kube_wait;
 pub mod kubectl;
 pub mod kubelet_join_state;
+pub mod modprobe;
 pub mod swap;
+pub mod sysctl;
 pub mod systemd;
 pub mod template;
 
@@ -86,6 +88,8 @@ pub enum ModuleArgs {
     KubeWait(kube_wait::Args),
     KubeCsrApprove(kube_csr_approve::Args),
     KubeletJoinState(kubelet_join_state::Args),
+    Sysctl(sysctl::Args),
+    Modprobe(modprobe::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -104,11 +108,15 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_wait",
     "kube_csr_approve",
     "kubelet_join_state",
+    "sysctl",
+    "modprobe",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
     let short = key.strip_prefix("ansible.builtin.").unwrap_or(key);
     let short = short.strip_prefix("bootstrapctl.").unwrap_or(short);
+    let short = short.strip_prefix("ansible.posix.").unwrap_or(short);
+    let short = short.strip_prefix("community.general.").unwrap_or(short);
     MODULE_NAMES.iter().copied().find(|n| *n == short)
 }
 
@@ -136,6 +144,8 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(_) => "kube_wait",
             ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
             ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
+            ModuleArgs::Sysctl(_) => "sysctl",
+            ModuleArgs::Modprobe(_) => "modprobe",
         }
     }
 
@@ -172,6 +182,8 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Sysctl(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Modprobe(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -197,6 +209,8 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
             "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
             "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
+            "sysctl" => ModuleArgs::Sysctl(Deserialize::deserialize(d)?),
+            "modprobe" => ModuleArgs::Modprobe(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

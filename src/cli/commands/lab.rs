@@ -17,7 +17,15 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
             dir,
             port,
             subnet,
-        } => up(&dir, workers, control_planes, port, subnet),
+            same_product_uuid,
+        } => up(
+            &dir,
+            workers,
+            control_planes,
+            port,
+            subnet,
+            same_product_uuid,
+        ),
         LabCommand::Down { dir } => down(&dir),
         LabCommand::Status { dir } => status(&dir),
         LabCommand::Reboot { host, dir } => reboot(&dir, &host),
@@ -30,6 +38,7 @@ pub fn up(
     control_planes: usize,
     port: u16,
     subnet: u8,
+    shared_product_uuid: Vec<String>,
 ) -> Result<i32, Error> {
     let self_exe = std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
     let standin_exe = lab::standin_binary(&self_exe);
@@ -41,6 +50,7 @@ pub fn up(
         standin_exe,
         port,
         subnet,
+        shared_product_uuid,
     }) {
         Ok(info) => info,
         // Running the quick start twice is fine: the lab that is up stays as it is.
