@@ -105,6 +105,9 @@ fn preflight_table_then_kernel_prerequisites_per_host() {
     let report: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(status(&report, "worker-01", "CRI")["status"], "error");
     assert_eq!(status(&report, "worker-02", "DuplicateMAC")["status"], "ok");
+    for h in report["hosts"].as_array().unwrap() {
+        assert_eq!(h["round_trips"], 1, "one batched read per host: {h}");
+    }
     let failing = report["summary"]["failing"].as_array().unwrap();
     assert_eq!(failing.len(), 2, "{report}");
 

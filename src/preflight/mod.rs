@@ -27,6 +27,8 @@ pub struct HostRow {
     /// Why it is joined, or why it must join.
     pub join_state: String,
     pub checks: Vec<Check>,
+    /// SSH round trips the preflight made to the host (one: the batched read).
+    pub round_trips: u64,
 }
 
 impl HostRow {
@@ -238,6 +240,7 @@ pub fn run(p: &Params<'_>, forks: usize) -> Report {
                         reason: e.clone(),
                         ignored: false,
                     }],
+                    round_trips: p.pool.round_trips(&t.host.name),
                 });
                 continue;
             }
@@ -259,6 +262,7 @@ pub fn run(p: &Params<'_>, forks: usize) -> Report {
                 Ok(w) | Err(w) => w.clone(),
             },
             checks: checks::host_checks(&cx, r),
+            round_trips: p.pool.round_trips(&t.host.name),
         });
         fleet_in.push(FleetHost {
             name: &t.host.name,
