@@ -8,6 +8,7 @@ pub static PLAYBOOKS: &[(&str, &str)] = &[
         "control-plane.yaml",
         include_str!("../playbooks/control-plane.yaml"),
     ),
+    ("kernel.yaml", include_str!("../playbooks/kernel.yaml")),
     ("binaries.yaml", include_str!("../playbooks/binaries.yaml")),
     ("workers.yaml", include_str!("../playbooks/workers.yaml")),
     ("reset.yaml", include_str!("../playbooks/reset.yaml")),

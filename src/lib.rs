@@ -33,6 +33,7 @@ mod modules;
 mod pki;
 mod plan;
 mod playbook;
+mod preflight;
 mod report;
 mod secret;
 mod shell;
@@ -82,7 +83,12 @@ pub fn run(args: Vec<String>) -> i32 {
     let result = match cli.command {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),
-        Command::Join { run, ttl } => commands::join::run(run, &ttl),
+        Command::Join {
+            run,
+            ttl,
+            preflight,
+        } => commands::join::run(run, &ttl, &preflight),
+        Command::Preflight { run, preflight } => commands::preflight::run(run, &preflight),
         Command::Reset {
             run,
             allow_control_plane,

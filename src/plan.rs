@@ -44,6 +44,17 @@ pub enum Op {
         args: Vec<String>,
     },
     SwapOff,
+    /// `sysctl -w NAME=VALUE`: the running kernel's value (persisting it is a file write).
+    Sysctl {
+        name: String,
+        value: String,
+    },
+    /// `modprobe NAME PARAMS…`, or `modprobe -r NAME` when `remove`.
+    Modprobe {
+        name: String,
+        params: Vec<String>,
+        remove: bool,
+    },
     /// Server-side apply of objects under field manager `bootstrapctl`.
     KubeApply {
         cluster: Cluster,
@@ -221,6 +232,15 @@ pub fn simulate(view: &mut HostView, ops: &[Op]) {
             Op::Artifact(a) => crate::artifact::simulate(view, a),
             Op::Systemctl { args } => simulate_systemctl(view, args),
             Op::SwapOff => view.plan_swaps(Vec::new()),
+            Op::Sysctl { name, value } => view.plan_sysctl(name, value),
+            Op::Modprobe { name, remove, .. } => view.plan_kernel_module(
+                name,
+                if *remove {
+                    crate::hoststate::ModuleState::Absent
+                } else {
+                    crate::hoststate::ModuleState::Loaded
+                },
+            ),
             Op::KubeApply { objects, .. } => {
                 for (r, obj) in objects {
                     let merged = match view.kube_object(r) {

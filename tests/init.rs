@@ -7,6 +7,7 @@ use crate::support::{run, run_in, tempdir, Lab};
 const WRITTEN: &[&str] = &[
     "site.yaml",
     "control-plane.yaml",
+    "kernel.yaml",
     "binaries.yaml",
     "workers.yaml",
     "reset.yaml",
@@ -36,7 +37,7 @@ fn init_writes_the_shipped_files_and_keeps_existing_ones_unless_forced() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(
         r.stderr
-            .contains("already holds control-plane.yaml, binaries.yaml, workers.yaml, reset.yaml")
+            .contains("already holds control-plane.yaml, kernel.yaml, binaries.yaml, workers.yaml, reset.yaml")
             && r.stderr
                 .contains("nothing was written (--force overwrites them)"),
         "{}",

@@ -19,6 +19,7 @@ mod inventory_differential;
 mod inventory_errors;
 mod kube_flags_members;
 mod plan_equals_apply;
+mod preflight;
 mod reset;
 mod secrets;
 mod serving_certs;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::hosts::{self, PlannedHost, MAX_HOSTS};
+use super::kernel_view;
 use super::namespace::{self, HostMounts, BARE_TMPFS_DIRS, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
 use super::{
@@ -329,6 +330,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     }
     let mut binds = systemctl_binds(&dir, &standin_exe)?;
     binds.extend(component_binds(&standin_exe)?);
+    binds.extend(kernel_view::standin_binds(&standin_exe)?);
 
     // Keys: reused when present, so a restarted lab keeps its known_hosts.
     let client_key = dir.join("id_ed25519");
@@ -375,6 +377,12 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     for h in &planned {
         let hd = HostDir::new(&dir, &h.name);
         let bare = spec.bare && h.group == hosts::GROUP_WORKERS;
+        // Hosts listed together share the first one's product_uuid (a cloned VM image).
+        let uuid_seed = match spec.shared_product_uuid.first() {
+            Some(first) if spec.shared_product_uuid.contains(&h.name) => first.as_str(),
+            _ => h.name.as_str(),
+        };
+        let kernel_binds = kernel_view::prepare(&dir, &hd.state(), &h.name, uuid_seed)?;
         let mounts = HostMounts {
             name: h.name.clone(),
             etc_upper: hd.etc_upper(),
@@ -390,6 +398,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
                 .cloned()
                 .collect(),
             bare,
+            kernel_binds,
         };
         let log_path = hd.log().join("sshd.log");
         let started = fs::File::create(&log_path)

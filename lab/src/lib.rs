@@ -13,7 +13,9 @@
 //!   every host: `systemctl`/`journalctl` (`systemctl`, `units`, `service`, `journalctl`),
 //!   `kube-apiserver` (`apiserver`), `kube-controller-manager` (`kcm`) and `kubelet`
 //!   (`kubelet`), sharing `kube` (their API client), `pki`, `tokens`, `jws`, `flagparse` and
-//!   `timefmt`. `seed` lays out the control plane of `cp-1`.
+//!   `timefmt`. `seed` lays out the control plane of `cp-1`. `sysctl`/`modprobe`
+//!   (`kernel_standin`) change only the host's own kernel view (`kernel_view`: per-host files
+//!   over /proc/sys, /sys/module and /sys/class), never the machine's kernel.
 //! - The crate has no dependency on bootstrapctl, on purpose: the lab is what bootstrapctl is
 //!   checked against, so it keeps its own rules (bootstrap tokens, JWS, PKI) written from the
 //!   upstream docs, and a shared mistake could not pass unnoticed. It links no SSH client
@@ -31,6 +33,8 @@ mod inventory;
 mod journalctl;
 mod jws;
 mod kcm;
+mod kernel_standin;
+mod kernel_view;
 mod keys;
 mod kube;
 mod kubelet;

@@ -88,6 +88,9 @@ pub(crate) struct HostMounts {
     pub(crate) systemctl_binds: Vec<(PathBuf, PathBuf)>,
     /// A bare worker: private empty `/usr/local` and `/opt` (see `BARE_TMPFS_DIRS`).
     pub(crate) bare: bool,
+    /// (file or dir in the host's state dir, where it appears): the host's own kernel view,
+    /// writable (see `kernel_view`).
+    pub(crate) kernel_binds: Vec<(PathBuf, PathBuf)>,
 }
 
 fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
@@ -178,6 +181,9 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
     for (src, target) in &m.systemctl_binds {
         // Read-only: a playbook writing "systemctl" must not overwrite the bootstrapctl binary.
         bind(src, target, true)?;
+    }
+    for (src, target) in &m.kernel_binds {
+        bind(src, target, false)?;
     }
     Ok(out)
 }

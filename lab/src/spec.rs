@@ -23,6 +23,9 @@ pub struct LabSpec {
     /// empty `/usr/local` and `/opt`, where the install path puts kubelet, the runtime and the
     /// CNI plugins.
     pub bare: bool,
+    /// Hosts that get one and the same product_uuid (as cloned VMs do), for testing the
+    /// fleet-wide preflight; empty: every host its own.
+    pub shared_product_uuid: Vec<String>,
 }
 
 /// Default SSH port of lab hosts: not 22, so a real sshd on 0.0.0.0:22 never collides.

@@ -29,6 +29,8 @@ pub(crate) fn invoked_as(argv0: &str) -> Option<&'static str> {
         "kube-apiserver",
         "kube-controller-manager",
         "kubelet",
+        "sysctl",
+        "modprobe",
     ]
     .into_iter()
     .find(|n| *n == base)
@@ -49,6 +51,14 @@ pub fn standin_main(args: &[String]) -> Option<i32> {
         "journalctl" => {
             die_quietly_on_closed_pipe();
             Some(crate::journalctl::journalctl_main(rest))
+        }
+        "sysctl" => {
+            die_quietly_on_closed_pipe();
+            Some(crate::kernel_standin::sysctl_main(rest))
+        }
+        "modprobe" => {
+            die_quietly_on_closed_pipe();
+            Some(crate::kernel_standin::modprobe_main(rest))
         }
         "kube-apiserver" => Some(crate::apiserver::main(rest)),
         "kube-controller-manager" => Some(crate::kcm::kcm_main(rest)),

@@ -81,6 +81,7 @@ fn lab_hosts_are_real_isolated_ssh_hosts() {
             .and_then(|v| v.parse::<u8>().ok())
             .map_or(10, |b| b.saturating_sub(1)),
         bare: false,
+        shared_product_uuid: Vec::new(),
     };
     let info = up(&spec).expect("lab up");
     let _guard = LabGuard(&dir);

@@ -29,6 +29,17 @@ pub enum Command {
         /// Life of the run's token.
         #[arg(long, default_value = "15m")]
         ttl: String,
+        #[command(flatten)]
+        preflight: PreflightOpts,
+    },
+    /// kubeadm's join checks on the workers, plus fleet-wide ones (duplicate product_uuid,
+    /// MAC, hostname; kubelet version and clock skew against the control plane), as one
+    /// table. Exit 1 when a check not ignored failed.
+    Preflight {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        preflight: PreflightOpts,
     },
     /// Take nodes out of the cluster (cordon and delete the Node, stop and disable kubelet,
     /// remove its certificates and kubeconfigs), as kubeadm reset + kubectl delete node do;
@@ -156,10 +167,24 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Debug, Args, Clone, Default)]
+pub struct PreflightOpts {
+    /// apply/join: run the preflight on the targeted workers first and leave out of the run
+    /// every one that must join and has an error.
+    #[arg(long)]
+    pub preflight: bool,
+    /// Preflight errors to show as ignored, not fail on: check names (comma separated, any
+    /// case) or `all`, as kubeadm's flag.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,NAME|all")]
+    pub ignore_preflight_errors: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub preflight: PreflightOpts,
     /// Playbook file; default: the shipped site playbook.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
@@ -233,8 +258,8 @@ pub struct RunArgs {
     /// With --check: exit 3 when changes are pending.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Write a JSON report: `--output json FILE`.
-    #[arg(long, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    /// Write a JSON report: `--output json FILE` (`preflight`: `--output json` prints it).
+    #[arg(long, num_args = 1..=2, value_names = ["FORMAT", "FILE"])]
     pub output: Vec<String>,
     /// More output: -v shows ok and skipped tasks, -vv each task start.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -306,6 +331,10 @@ pub enum LabCommand {
         /// the install path: the `binaries` of playbooks/binaries.yaml).
         #[arg(long)]
         bare: bool,
+        /// Give these hosts one and the same product_uuid, as cloned VMs have (for trying the
+        /// preflight's fleet-wide checks).
+        #[arg(long, value_delimiter = ',', value_name = "HOST,HOST")]
+        same_product_uuid: Vec<String>,
     },
     /// Stop exactly the processes the lab started.
     Down {

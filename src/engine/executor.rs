@@ -265,6 +265,25 @@ fn ops_body(ops: &[Op]) -> String {
                 s.push_str(&format!("systemctl {}\n", args.join(" ")));
             }
             Op::SwapOff => s.push_str("swapoff -a\n"),
+            Op::Sysctl { name, value } => s.push_str(&format!(
+                "sysctl -q -w {}\n",
+                sh_quote(&format!("{name}={value}"))
+            )),
+            Op::Modprobe {
+                name,
+                params,
+                remove,
+            } => {
+                let mut words = vec!["modprobe".to_string()];
+                if *remove {
+                    words.push("-r".into());
+                }
+                words.push("--".into());
+                words.push(sh_quote(name));
+                words.extend(params.iter().map(|p| sh_quote(p)));
+                s.push_str(&words.join(" "));
+                s.push('\n');
+            }
             Op::KubeApply { .. }
             | Op::KubeDelete { .. }
             | Op::CreateToken { .. }

@@ -141,7 +141,7 @@ impl HostRunner<'_> {
                 if task.delegate_to.is_some() || task.loop_.is_some() {
                     continue;
                 }
-                let Ok(ctx) = self.context(task, None) else {
+                let Ok(ctx) = self.context_in(play, task, None) else {
                     continue;
                 };
                 let what = format!("task {:?}", task.display_name());
@@ -152,10 +152,12 @@ impl HostRunner<'_> {
                     what: &what,
                 };
                 if let Ok(r) = task.module.reads(&cx) {
-                    reads.extend(
-                        r.into_iter()
-                            .filter(|r| matches!(r, Read::File(_) | Read::Unit(_) | Read::Swaps)),
-                    );
+                    reads.extend(r.into_iter().filter(|r| {
+                        matches!(
+                            r,
+                            Read::File(_) | Read::Unit(_) | Read::Swaps | Read::Kernel(_)
+                        )
+                    }));
                 }
             }
         }

@@ -37,7 +37,17 @@ impl HostRunner<'_> {
     }
 
     pub(super) fn context(&self, task: &Task, item: Option<&Value>) -> Result<Value, String> {
-        let play = self.play();
+        self.context_in(self.play(), task, item)
+    }
+
+    /// The task's variables as they will be in `play` (a later play's own vars, for reading
+    /// ahead what its tasks need).
+    pub(super) fn context_in(
+        &self,
+        play: &crate::playbook::Play,
+        task: &Task,
+        item: Option<&Value>,
+    ) -> Result<Value, String> {
         let slot = self.slot(self.host);
         let conn = slot.lock().expect("host slot");
         let empty = serde_yaml::Mapping::new();

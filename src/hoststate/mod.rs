@@ -3,11 +3,13 @@
 //! leave behind (this is what makes a `--check` preview of a fresh host exact). The cluster
 //! objects a host's kubectl reaches are part of that host's view (see `kube`).
 
+pub mod kernel;
 pub mod kube;
 pub mod read;
 
 use std::collections::BTreeMap;
 
+pub use kernel::{KernelRead, ModuleState};
 pub use kube::{Cluster, KubeRead, ListRef, ObjectRef};
 pub use read::{parse_reads, reads_script, Read};
 
@@ -87,6 +89,9 @@ struct Layer {
     swaps: Option<Vec<String>>,
     /// Cluster objects by reference; `None` is an object known to be absent.
     kube: BTreeMap<ObjectRef, KubeObject>,
+    /// Sysctl values by dotted name; `None` is a sysctl this kernel does not have.
+    sysctls: BTreeMap<String, Option<String>>,
+    modules: BTreeMap<String, ModuleState>,
 }
 
 /// A cluster object as read: the object, `None` when absent, or why kubectl could not say.
@@ -141,6 +146,22 @@ impl HostView {
             .as_deref()
             .or(self.snapshot.swaps.as_deref())
     }
+    /// A sysctl's value (whitespace collapsed); `Some(None)`: the kernel has no such key.
+    pub fn sysctl(&self, name: &str) -> Option<&Option<String>> {
+        let n = kernel::sysctl_name(name);
+        self.overlay
+            .sysctls
+            .get(&n)
+            .or_else(|| self.snapshot.sysctls.get(&n))
+    }
+    pub fn kernel_module(&self, name: &str) -> Option<ModuleState> {
+        let n = kernel::module_name(name);
+        self.overlay
+            .modules
+            .get(&n)
+            .or_else(|| self.snapshot.modules.get(&n))
+            .copied()
+    }
     pub fn facts(&self) -> Option<&Facts> {
         self.facts.as_ref()
     }
@@ -184,6 +205,8 @@ impl HostView {
             Read::Command(c) => self.commands.contains_key(c),
             Read::Kube(KubeRead::Object(r)) => self.kube_object(r).is_some(),
             Read::Kube(KubeRead::List(l)) => self.kube_lists.contains_key(l),
+            Read::Kernel(KernelRead::Sysctl(n)) => self.sysctl(n).is_some(),
+            Read::Kernel(KernelRead::Module(m)) => self.kernel_module(m).is_some(),
         }
     }
 
@@ -218,6 +241,16 @@ impl HostView {
     pub fn set_kube_list(&mut self, l: &ListRef, list: KubeList) {
         self.kube_lists.insert(l.clone(), list);
     }
+    pub fn set_sysctl(&mut self, name: &str, value: Option<String>) {
+        self.snapshot
+            .sysctls
+            .insert(kernel::sysctl_name(name), value);
+    }
+    pub fn set_kernel_module(&mut self, name: &str, state: ModuleState) {
+        self.snapshot
+            .modules
+            .insert(kernel::module_name(name), state);
+    }
     pub fn set_facts(&mut self, facts: Facts) {
         self.facts = Some(facts);
     }
@@ -242,6 +275,17 @@ impl HostView {
             }
         }
         names
+    }
+    pub fn plan_sysctl(&mut self, name: &str, value: &str) {
+        self.overlay.sysctls.insert(
+            kernel::sysctl_name(name),
+            Some(kernel::normalize_value(value)),
+        );
+    }
+    pub fn plan_kernel_module(&mut self, name: &str, state: ModuleState) {
+        self.overlay
+            .modules
+            .insert(kernel::module_name(name), state);
     }
     pub fn plan_swaps(&mut self, swaps: Vec<String>) {
         self.overlay.swaps = Some(swaps);
@@ -280,6 +324,12 @@ impl HostView {
                 Read::Kube(KubeRead::List(l)) => {
                     self.kube_lists.remove(l);
                 }
+                Read::Kernel(KernelRead::Sysctl(n)) => {
+                    self.snapshot.sysctls.remove(&kernel::sysctl_name(n));
+                }
+                Read::Kernel(KernelRead::Module(m)) => {
+                    self.snapshot.modules.remove(&kernel::module_name(m));
+                }
             }
         }
     }
@@ -291,6 +341,8 @@ impl HostView {
         let overlay = std::mem::take(&mut self.overlay);
         self.snapshot.files.extend(overlay.files);
         self.snapshot.units.extend(overlay.units);
+        self.snapshot.sysctls.extend(overlay.sysctls);
+        self.snapshot.modules.extend(overlay.modules);
         if overlay.swaps.is_some() {
             self.snapshot.swaps = overlay.swaps;
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
+use super::kernel::{self, KernelRead, KernelRecord};
 use super::kube::{parse_list, parse_object, KubeRead};
 use super::{CommandOutput, Facts, FileKind, FileState, HostView, UnitState};
 use crate::shell::quote as sh_quote;
@@ -19,6 +20,8 @@ pub enum Read {
     Command(String),
     /// A cluster object or list, through the host's kubectl.
     Kube(KubeRead),
+    /// A sysctl value or whether a kernel module is loaded.
+    Kernel(KernelRead),
 }
 
 impl Read {
@@ -89,6 +92,14 @@ pub fn reads_script(reads: &[Read]) -> String {
             units.join(" ")
         ));
     }
+    let kernel_reads: Vec<&KernelRead> = reads
+        .iter()
+        .filter_map(|r| match r {
+            Read::Kernel(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    s.push_str(&kernel::script(&kernel_reads));
     for (i, r) in reads.iter().enumerate() {
         if let Some(cmd) = r.command() {
             // Output travels base64-encoded, so it can never be mistaken for a section marker;
@@ -164,6 +175,7 @@ pub fn parse_reads(
     let mut unit_lines = Vec::new();
     let mut stats: BTreeMap<String, Stat> = BTreeMap::new();
     let mut commands: BTreeMap<usize, CommandOutput> = BTreeMap::new();
+    let mut kernel_records = Vec::new();
     for line in head.lines() {
         if let Some(rest) = line.strip_prefix("@@ cmd ") {
             let mut f = rest.split(' ');
@@ -198,6 +210,7 @@ pub fn parse_reads(
                 "swaps" => "swaps",
                 "units" => "units",
                 "stat" => "stat",
+                "kernel" => "kernel",
                 _ => "",
             };
             continue;
@@ -206,6 +219,7 @@ pub fn parse_reads(
             "facts" => facts_lines.push(line),
             "swaps" => swap_lines.push(line),
             "units" => unit_lines.push(line),
+            "kernel" => kernel_records.extend(kernel::parse_line(line)),
             "stat" => {
                 let f: Vec<&str> = line.splitn(6, '|').collect();
                 let [kind, mode, user, group, size, path] = f[..] else {
@@ -299,6 +313,17 @@ pub fn parse_reads(
                 view.set_kube_list(l, parse_list(&out));
             }
             _ => {}
+        }
+    }
+    for rec in kernel_records {
+        match rec {
+            KernelRecord::Sysctl(n, v) => view.set_sysctl(&n, v),
+            KernelRecord::Module(m, st) => view.set_kernel_module(&m, st),
+        }
+    }
+    for r in reads.iter().filter(|r| matches!(r, Read::Kernel(_))) {
+        if !view.has(r) {
+            return Err(truncated(0));
         }
     }
     let units: Vec<&Read> = reads

@@ -9,7 +9,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{ArgsSeed, ResolveCx};
-use crate::hoststate::{FileKind, FileState, HostView, KubeRead, ObjectRef, Read, UnitState};
+use crate::hoststate::{
+    FileKind, FileState, HostView, KubeRead, ModuleState, ObjectRef, Read, UnitState,
+};
 use crate::plan::{simulate, Op, Planned};
 use crate::template::Templates;
 
@@ -48,6 +50,12 @@ struct Host {
     /// What read-only commands print: command → (exit status, stdout).
     #[serde(default)]
     commands: BTreeMap<String, (i32, String)>,
+    /// Sysctl values by name (`~`: no such key on this kernel).
+    #[serde(default)]
+    sysctls: BTreeMap<String, Option<String>>,
+    /// Kernel modules: loaded, builtin or absent.
+    #[serde(default)]
+    modules: BTreeMap<String, ModuleState>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +149,16 @@ fn summary(op: &Op) -> String {
         },
         Op::Systemctl { args } => format!("systemctl {}", args.join(" ")),
         Op::SwapOff => "swapoff".into(),
+        Op::Sysctl { name, value } => format!("sysctl {name}={value}"),
+        Op::Modprobe {
+            name,
+            params,
+            remove,
+        } => match (remove, params.is_empty()) {
+            (true, _) => format!("modprobe -r {name}"),
+            (false, true) => format!("modprobe {name}"),
+            (false, false) => format!("modprobe {name} {}", params.join(" ")),
+        },
         Op::KubeApply { objects, .. } => {
             let refs: Vec<String> = objects.iter().map(|(r, _)| object_label(r)).collect();
             format!("kube apply {}", refs.join(", "))
@@ -264,6 +282,12 @@ fn view_of(h: &Host) -> HostView {
                 stderr: Vec::new(),
             },
         );
+    }
+    for (n, val) in &h.sysctls {
+        v.set_sysctl(n, val.clone());
+    }
+    for (m, st) in &h.modules {
+        v.set_kernel_module(m, *st);
     }
     v
 }

@@ -88,7 +88,12 @@ impl JoinState {
 /// Whether `pem` starts with a certificate usable by the kubelet of `node` at `now`: CN
 /// `system:node:<node>`, within its validity, issued and signed by one of `ca`'s certificates.
 /// Returns its notAfter.
-fn check_cert(pem: &[u8], ca: &[u8], node: &str, now: SystemTime) -> Result<String, String> {
+pub(crate) fn check_cert(
+    pem: &[u8],
+    ca: &[u8],
+    node: &str,
+    now: SystemTime,
+) -> Result<String, String> {
     use x509_parser::prelude::*;
     let cert_pem = Pem::iter_from_buffer(pem)
         .filter_map(Result::ok)

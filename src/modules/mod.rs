@@ -15,7 +15,9 @@ pub mod kube_object;
 pub mod kube_wait;
 pub mod kubectl;
 pub mod kubelet_join_state;
+pub mod modprobe;
 pub mod swap;
+pub mod sysctl;
 pub mod systemd;
 pub mod template;
 
@@ -88,6 +90,8 @@ pub enum ModuleArgs {
     KubeCsrApprove(kube_csr_approve::Args),
     KubeletJoinState(kubelet_join_state::Args),
     Artifact(artifact::Args),
+    Sysctl(sysctl::Args),
+    Modprobe(modprobe::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -107,11 +111,15 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_csr_approve",
     "kubelet_join_state",
     "artifact",
+    "sysctl",
+    "modprobe",
 ];
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
     let short = key.strip_prefix("ansible.builtin.").unwrap_or(key);
     let short = short.strip_prefix("bootstrapctl.").unwrap_or(short);
+    let short = short.strip_prefix("ansible.posix.").unwrap_or(short);
+    let short = short.strip_prefix("community.general.").unwrap_or(short);
     MODULE_NAMES.iter().copied().find(|n| *n == short)
 }
 
@@ -140,6 +148,8 @@ impl ModuleArgs {
             ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
             ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
             ModuleArgs::Artifact(_) => "artifact",
+            ModuleArgs::Sysctl(_) => "sysctl",
+            ModuleArgs::Modprobe(_) => "modprobe",
         }
     }
 
@@ -177,6 +187,8 @@ impl ModuleArgs {
             ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Artifact(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Sysctl(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Modprobe(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -203,6 +215,8 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
             "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
             "artifact" => ModuleArgs::Artifact(Deserialize::deserialize(d)?),
+            "sysctl" => ModuleArgs::Sysctl(Deserialize::deserialize(d)?),
+            "modprobe" => ModuleArgs::Modprobe(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

@@ -263,7 +263,7 @@ mod tests {
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
-            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, artifact; keywords: name, when, changed_when, failed_when, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, vars, become, become_user, check_mode)"
+            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, artifact, sysctl, modprobe; keywords: name, when, changed_when, failed_when, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, vars, become, become_user, check_mode)"
         );
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n"),

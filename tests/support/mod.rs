@@ -152,14 +152,20 @@ impl Lab {
     /// As `cluster`, with workers as fresh machines (`lab up --bare`): no kubelet mounted,
     /// empty /usr/local and /opt.
     pub fn bare_cluster(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
-        Self::up_lab(tag, control_planes, workers, true)
+        Self::up_with_args(tag, control_planes, workers, &["--bare"])
     }
 
     fn up_with(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
-        Self::up_lab(tag, control_planes, workers, false)
+        Self::up_with_args(tag, control_planes, workers, &[])
     }
 
-    fn up_lab(tag: &str, control_planes: usize, workers: usize, bare: bool) -> Option<Lab> {
+    /// A lab as `up_with` makes it, with more `lab up` arguments (`--same-product-uuid ...`).
+    pub fn up_with_args(
+        tag: &str,
+        control_planes: usize,
+        workers: usize,
+        extra: &[&str],
+    ) -> Option<Lab> {
         if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
             if std::env::var_os("CI").is_some() {
                 panic!("CI must run the lab tests: need root and /usr/sbin/sshd");
@@ -170,25 +176,27 @@ impl Lab {
         let dir = tempdir(tag).join("lab");
         let subnet = next_subnet();
         let port = 2222;
-        let (workers_s, cps_s) = (workers.to_string(), control_planes.to_string());
-        let (port_s, subnet_s) = (port.to_string(), subnet.to_string());
+        let (w, c, p, sn) = (
+            workers.to_string(),
+            control_planes.to_string(),
+            port.to_string(),
+            subnet.to_string(),
+        );
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "lab".as_ref(),
             "up".as_ref(),
             "--workers".as_ref(),
-            workers_s.as_ref(),
+            w.as_ref(),
             "--control-planes".as_ref(),
-            cps_s.as_ref(),
+            c.as_ref(),
             "--dir".as_ref(),
             dir.as_os_str(),
             "--port".as_ref(),
-            port_s.as_ref(),
+            p.as_ref(),
             "--subnet".as_ref(),
-            subnet_s.as_ref(),
+            sn.as_ref(),
         ];
-        if bare {
-            args.push("--bare".as_ref());
-        }
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
         let r = run(args);
         assert_eq!(r.code, 0, "lab up failed: {}", r.all());
         let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();

@@ -138,10 +138,18 @@ fn status(s: &Settings, old: &Value) -> Value {
         "nodeInfo": {"kubeletVersion": crate::flagparse::VERSION, "operatingSystem": "linux",
             "architecture": std::env::consts::ARCH, "containerRuntimeVersion": "none://lab-stand-in",
             "kubeProxyVersion": "", "osImage": "bootstrapctl lab host", "kernelVersion": "",
-            "machineID": "", "systemUUID": "", "bootID": ""},
+            "machineID": "", "systemUUID": system_uuid(), "bootID": ""},
         "capacity": {"cpu": "2", "memory": "2Gi", "pods": "110"},
         "allocatable": {"cpu": "2", "memory": "2Gi", "pods": "110"},
     })
+}
+
+/// The node's DMI product_uuid, as the real kubelet reports it (empty when unreadable); in
+/// the lab, the host's own kernel view.
+fn system_uuid() -> String {
+    std::fs::read_to_string("/sys/class/dmi/id/product_uuid")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn describe(e: &ApiError) -> String {

@@ -1,7 +1,7 @@
 //! `apply` and `plan`: load inventory and playbook, run the engine, print diffs and recap.
 
 use crate::cli::args::ApplyArgs;
-use crate::cli::commands::runner;
+use crate::cli::commands::{preflight, runner};
 use crate::cli::settings::RunSettings;
 use crate::error::Error;
 
@@ -9,7 +9,9 @@ pub fn run(args: ApplyArgs, preview: bool) -> Result<i32, Error> {
     let s = RunSettings::from_args(args.run, args.playbook, preview)?;
     let inventory = s.load_inventory()?;
     let (playbook, base_dir) = runner::load_playbook(&s.playbook)?;
-    let play_hosts = runner::play_hosts(&inventory, &playbook, s.limit.as_deref(), &[])?;
+    let mut play_hosts = runner::play_hosts(&inventory, &playbook, s.limit.as_deref(), &[])?;
+    let gate = preflight::gate(&s, &inventory, &mut play_hosts, &args.preflight)?;
     let extra = s.extra_vars.clone();
-    Ok(runner::execute(&s, inventory, playbook, base_dir, play_hosts, &extra, false)?.code)
+    let code = runner::execute(&s, inventory, playbook, base_dir, play_hosts, &extra, false)?.code;
+    preflight::finish(&s, &gate, code)
 }

@@ -18,33 +18,31 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
             port,
             subnet,
             bare,
-        } => up(&dir, workers, control_planes, port, subnet, bare),
+            same_product_uuid,
+        } => {
+            let self_exe =
+                std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
+            up(&LabSpec {
+                dir,
+                workers,
+                control_planes,
+                standin_exe: lab::standin_binary(&self_exe),
+                port,
+                subnet,
+                bare,
+                shared_product_uuid: same_product_uuid,
+            })
+        }
         LabCommand::Down { dir } => down(&dir),
         LabCommand::Status { dir } => status(&dir),
         LabCommand::Reboot { host, dir } => reboot(&dir, &host),
     }
 }
 
-pub fn up(
-    dir: &Path,
-    workers: usize,
-    control_planes: usize,
-    port: u16,
-    subnet: u8,
-    bare: bool,
-) -> Result<i32, Error> {
-    let self_exe = std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
-    let standin_exe = lab::standin_binary(&self_exe);
+pub fn up(spec: &LabSpec) -> Result<i32, Error> {
+    let dir = spec.dir.as_path();
     let started = std::time::Instant::now();
-    let info = match lab::up(&LabSpec {
-        dir: dir.to_path_buf(),
-        workers,
-        control_planes,
-        standin_exe,
-        port,
-        subnet,
-        bare,
-    }) {
+    let info = match lab::up(spec) {
         Ok(info) => info,
         // Running the quick start twice is fine: the lab that is up stays as it is.
         Err(lab::LabError::AlreadyUp(d)) => {
@@ -69,7 +67,7 @@ pub fn up(
         info.known_hosts.display(),
         info.key.display()
     );
-    if control_planes > 0 {
+    if spec.control_planes > 0 {
         let d = info.inventory.parent().unwrap_or(dir);
         println!(
             "  control plane: cp-1 seeded (kube-apiserver, kube-controller-manager stand-ins)\n  admin:       {}\n  CA:          {}",

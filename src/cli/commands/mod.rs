@@ -7,6 +7,7 @@ pub mod init;
 pub mod inventory;
 pub mod join;
 pub mod lab;
+pub mod preflight;
 pub mod reset;
 pub mod runner;
 pub mod token;
