@@ -328,7 +328,7 @@ impl ApproveCsr {
             "break".to_string()
         };
         let command = format!(
-            "i=0\nuntil {test}; do\n  i=$((i+1))\n  if [ \"$i\" -ge {t} ]; then {at_timeout}; fi\n  sleep 1\ndone",
+            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {test}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then {at_timeout}; fi\n  sleep 1\ndone",
             t = self.timeout,
         );
         Planned::Change {
