@@ -44,7 +44,10 @@ def run(cmd, check=True, quiet=True, env=None):
     _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.monotonic() - start
     out.seek(0)
-    err = out.read().decode(errors="replace")[-3000:]
+    text = out.read().decode(errors="replace")
+    # The failures first (a recap of many hosts would push them out of the tail).
+    failures = [l for l in text.splitlines() if "fail" in l.lower() and "failed=0" not in l]
+    err = "\n".join(failures[:20]) + "\n...\n" + text[-2000:]
     out.close()
     code = os.waitstatus_to_exitcode(status)
     if check and code != 0:
@@ -250,7 +253,13 @@ def main():
                     help="also run Ansible and pyinfra on N hosts (installed into bench/.venv)")
     ap.add_argument("--compare-runs", type=int, default=3,
                     help="runs per figure of the side-by-side comparison (Ansible is slow)")
+    ap.add_argument("--subnet-base", type=int, default=56,
+                    help="lab subnets: --hosts labs on BASE+i, --site on BASE+8+i, --compare on "
+                    "BASE+16+i (127.SUBNET.x.y; benchmarks that run at once need apart bases)")
     a = ap.parse_args()
+    lists = [a.hosts, a.site, a.compare or []]
+    if any(len(l) > 8 for l in lists) or a.subnet_base + 24 > 256:
+        sys.exit("at most 8 sizes per kind, and --subnet-base + 24 must stay within 127.x")
     if os.geteuid() != 0:
         sys.exit("run as root: the lab starts sshd in namespaces")
     if not os.path.exists(a.binary):
@@ -260,7 +269,7 @@ def main():
         print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
               f"{'first':>7} {'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
     for i, n in enumerate(a.hosts):
-        rows, trips, changed, rss = bench(a.binary, n, a.runs, 60 + i)
+        rows, trips, changed, rss = bench(a.binary, n, a.runs, a.subnet_base + i)
         f = rows["floor"]
         print(f"{n:>5} {f:7.2f} {rows['noop']:7.2f} {rows['noop']/f:6.2f} "
               f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
@@ -273,7 +282,7 @@ def main():
                   "in seconds; floor of the same N + 1 hosts):")
             print(f"{'N':>5} {'floor':>7} {'first (Ready)':>14} {'ratio':>6} {'no-op':>7} "
                   f"{'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
-        rows, trips, changed, rss = site_bench(a.binary, n, a.runs, 200 + i)
+        rows, trips, changed, rss = site_bench(a.binary, n, a.runs, a.subnet_base + 8 + i)
         f = rows["floor"]
         print(f"{n:>5} {f:7.2f} {rows['first']:14.2f} {rows['first']/f:6.2f} {rows['noop']:7.2f} "
               f"{rows['noop']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
@@ -285,7 +294,7 @@ def main():
                   "ratio to the floor):")
             print(f"{'N':>5} {'floor':>7} {'tool':>13} {'first':>7} {'ratio':>6} {'no-op':>7} "
                   f"{'ratio':>6}")
-        f, t = compare(a.binary, n, a.compare_runs, 70 + i)
+        f, t = compare(a.binary, n, a.compare_runs, a.subnet_base + 16 + i)
         for tool in ("bootstrapctl", "ansible", "pyinfra"):
             first, noop = t[(tool, "first")], t[(tool, "noop")]
             print(f"{n:>5} {f:7.2f} {tool:>13} {first:7.2f} {first/f:6.2f} {noop:7.2f} "

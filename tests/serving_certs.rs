@@ -2,8 +2,8 @@
 //! (serverTLSBootstrap in the shipped KubeletConfiguration), the controller-manager stand-in
 //! leaves it Pending, and the site apply approves exactly each joined node's own, which is
 //! then signed and lands in the worker's cert dir. Forged CSRs created through the API stay
-//! Pending with their reason in the report of the run that joins the node, and a re-run
-//! changes nothing.
+//! Pending with their reason in every run's report, a joined node's renewal CSR is approved
+//! by the next run (a change of that node alone), and a re-run changes nothing.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -240,6 +240,45 @@ fn site_apply_approves_each_nodes_serving_csr_and_no_forged_one() {
             assert!(line.contains("Approved,Issued"), "{line}");
         }
     }
+
+    // A renewal: a joined kubelet rotating its serving certificate files a new CSR for its own
+    // name and address. The next run approves it (a change of that node alone, no waiting) and
+    // still leaves the forged ones Pending; the run after changes nothing.
+    let request = openssl_csr(
+        "/O=system:nodes/CN=system:node:worker-01",
+        &format!("DNS:worker-01,IP:{addr1}"),
+    );
+    create_as_node(&lab, "worker-01", "renewal-worker-01", &request);
+    let fourth = apply(&lab, &out.join("4.json"));
+    assert_eq!(fourth.code, 0, "{}", fourth.all());
+    let report = json(&out.join("4.json"));
+    assert_eq!(
+        changed_tasks(&report),
+        [(
+            "worker-01".to_string(),
+            "serving certificate approved".to_string()
+        )],
+        "{}",
+        fourth.stdout
+    );
+    let renewal = csrs(&lab)
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "renewal-worker-01")
+        .unwrap();
+    assert!(
+        renewal["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["type"] == "Approved"),
+        "{}",
+        lab.kubectl("get csr")
+    );
+    let m2 = message(&report, "worker-02", "serving certificate approved");
+    assert!(m2.contains("forged-extra-san left Pending"), "{m2}");
+    let fifth = apply(&lab, &out.join("5.json"));
+    assert_eq!(fifth.code, 0, "{}", fifth.all());
+    assert!(changed_tasks(&json(&out.join("5.json"))).is_empty());
 }
 
 #[test]

@@ -218,7 +218,28 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
 /// The ops of one task without the prelude; writes are staged one by one.
 fn ops_body(ops: &[Op]) -> String {
     let mut s = String::new();
-    for op in ops {
+    let mut i = 0;
+    while i < ops.len() {
+        let op = &ops[i];
+        i += 1;
+        if let Op::ApproveCsr { object, .. } = op {
+            // A batch of approvals on one cluster is one kubectl call, not one per CSR.
+            let mut names = vec![sh_quote(&object.name)];
+            while let Some(Op::ApproveCsr { object: next, .. }) = ops.get(i) {
+                if next.cluster != object.cluster {
+                    break;
+                }
+                names.push(sh_quote(&next.name));
+                i += 1;
+            }
+            s.push_str(
+                &object
+                    .cluster
+                    .raw(&format!("certificate approve {}", names.join(" "))),
+            );
+            s.push('\n');
+            continue;
+        }
         match op {
             Op::WriteFile { .. } => s.push_str(&staged_writes(&[TaskOps {
                 marker: None,

@@ -68,6 +68,9 @@ impl HostRunner<'_> {
                 }
             }
         }
+        // The host's files of its later plays are read now too, and their directories are
+        // the host's as much: a stale temp file there goes with this first script.
+        reads.extend(self.later_plays_reads());
         // The directories of the files the tasks manage (each reads the file it writes).
         let mut dirs: Vec<String> = Vec::new();
         for r in &reads {
@@ -78,7 +81,6 @@ impl HostRunner<'_> {
                 }
             }
         }
-        reads.extend(self.later_plays_reads());
         let become_ = self.become_for(tasks.first().unwrap_or(&dummy_task()));
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");

@@ -359,7 +359,7 @@ impl Module for KubeWait {
             // One list per poll for every node; the wait ends when all are Ready or at the
             // timeout, and prints the last states: each node's own task judges them.
             let command = format!(
-                "i=0\nuntil {check}; do\n  i=$((i+1))\n  if [ \"$i\" -ge {t} ]; then break; fi\n  sleep 1\ndone\nprintf '%s\\n' \"$bsctl_n\"",
+                "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then break; fi\n  sleep 1\ndone\nprintf '%s\\n' \"$bsctl_n\"",
                 check = self.check,
                 t = self.timeout,
             );
@@ -377,7 +377,7 @@ impl Module for KubeWait {
             });
         }
         let command = format!(
-            "i=0\nuntil {check}; do\n  i=$((i+1))\n  if [ \"$i\" -ge {t} ]; then echo {msg} >&2; exit 1; fi\n  sleep 1\ndone",
+            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then echo {msg} >&2; exit 1; fi\n  sleep 1\ndone",
             check = self.check,
             t = self.timeout,
             msg = sh_quote(&format!("timed out after {}s waiting for {}", self.timeout, self.what)),
