@@ -136,6 +136,26 @@ impl Templates {
             .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
     }
 
+    /// Render the template file at `path` (a role's `templates/`), named `name` in errors.
+    pub fn render_path(
+        &self,
+        path: &std::path::Path,
+        name: &str,
+        ctx: &Value,
+    ) -> Result<String, TemplateError> {
+        let src = std::fs::read_to_string(path).map_err(|e| TemplateError::Render {
+            template: path.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        let tmpl = self
+            .env
+            .template_from_named_str(name, &src)
+            .map_err(|e| convert(e, name, ctx, None))?;
+        tmpl.render(ctx)
+            .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
+    }
+
     /// Render an inline string (a module argument, a var); `what` names it in errors.
     pub fn render_str(&self, src: &str, ctx: &Value, what: &str) -> Result<String, TemplateError> {
         if !is_template(src) {

@@ -153,6 +153,14 @@ pub struct ApplyArgs {
     /// Playbook file; default: the shipped site playbook.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+    /// Where roles are looked for after roles/ beside the playbook (colon separated).
+    #[arg(
+        long,
+        value_name = "DIRS",
+        value_delimiter = ':',
+        env = "ANSIBLE_ROLES_PATH"
+    )]
+    pub roles_path: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,8 @@
 mod batch;
 pub mod conn;
 pub mod executor;
+pub mod facts;
+mod flow;
 pub mod host;
 pub mod lock;
 mod reads;
@@ -64,7 +66,7 @@ impl RunOptions {
 pub struct RunCx {
     pub playbook: Playbook,
     pub inventory: Inventory,
-    pub templates: Templates,
+    pub templates: Arc<Templates>,
     pub shared: Shared,
     pub pool: Pool,
     pub opts: RunOptions,
@@ -79,6 +81,8 @@ pub struct RunCx {
     pub interrupted: AtomicBool,
     /// Names this run in host locks (engine::lock).
     pub run_id: String,
+    /// Files `include_tasks` loaded, by path and role: loaded once, shared by every host.
+    includes: Mutex<HashMap<(PathBuf, String), IncludedTasks>>,
 }
 
 impl RunCx {
@@ -110,7 +114,7 @@ impl RunCx {
         RunCx {
             playbook,
             inventory,
-            templates,
+            templates: Arc::new(templates),
             shared,
             pool,
             opts,
@@ -121,10 +125,47 @@ impl RunCx {
             results: Mutex::new(Vec::new()),
             stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
+            includes: Mutex::new(HashMap::new()),
             run_id: crate::k8s::token::BootstrapToken::generate()
                 .map(|t| t.secret().to_string())
                 .unwrap_or_else(|_| format!("pid{}", std::process::id())),
         }
+    }
+
+    /// The tasks of a file `include_tasks` names, looked up in `dirs`.
+    pub fn include(
+        &self,
+        file: &str,
+        dirs: &[PathBuf],
+        role: Option<Arc<crate::playbook::RoleCx>>,
+    ) -> Result<Arc<Vec<crate::playbook::Task>>, String> {
+        let mut search = Vec::new();
+        if let Some(r) = &role {
+            search.push(r.dir.join("tasks"));
+        }
+        search.extend(dirs.iter().cloned());
+        let path = crate::playbook::expand::locate(file, &search).ok_or_else(|| {
+            format!(
+                "include_tasks: {file:?} not found in {}",
+                crate::playbook::expand::show_dirs(&search)
+            )
+        })?;
+        let key = (
+            path.clone(),
+            role.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        );
+        if let Some(t) = self.includes.lock().expect("includes").get(&key) {
+            return Ok(t.clone());
+        }
+        let tasks =
+            crate::playbook::expand::tasks_file(&path, &search, role).map_err(|e| e.to_string())?;
+        let tasks = Arc::new(tasks);
+        self.includes
+            .lock()
+            .expect("includes")
+            .entry(key)
+            .or_insert(tasks.clone());
+        Ok(tasks)
     }
 
     /// Why the plays after `failed` did not start: said in the recap.
@@ -132,6 +173,7 @@ impl RunCx {
         &self,
         rest: &[crate::playbook::Play],
         failed: &crate::playbook::Play,
+        fatal: bool,
         hosts: &[String],
     ) {
         if rest.is_empty() {
@@ -141,7 +183,7 @@ impl RunCx {
             .iter()
             .map(|p| format!("{:?}", p.display_name()))
             .collect();
-        let why = if failed.any_errors_fatal {
+        let why = if fatal {
             "any_errors_fatal"
         } else {
             "max_fail_percentage"
@@ -165,17 +207,25 @@ impl RunCx {
 pub struct PlayState {
     pub play_index: usize,
     abort: AtomicBool,
+    /// any_errors_fatal, as the play's hosts rendered it.
+    fatal: AtomicBool,
+    /// `meta: end_play` ran on a host: the play ends for every host.
+    ended: AtomicBool,
     run_once: Mutex<HashMap<usize, RunOnceCell>>,
     shared: std::sync::RwLock<Shared>,
 }
 
-type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
+type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
+
+pub(super) type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
 
 impl PlayState {
     fn new(play_index: usize, shared: Shared) -> Self {
         PlayState {
             play_index,
             abort: AtomicBool::new(false),
+            fatal: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             run_once: Mutex::new(HashMap::new()),
             shared: std::sync::RwLock::new(shared),
         }
@@ -196,6 +246,18 @@ impl PlayState {
     }
     pub fn aborted(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
+    }
+    pub fn set_fatal(&self) {
+        self.fatal.store(true, Ordering::SeqCst);
+    }
+    pub fn fatal(&self) -> bool {
+        self.fatal.load(Ordering::SeqCst)
+    }
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
     /// The first host to reach a run_once task runs it; the others take its result.
     pub fn run_once_cell(&self, task: usize) -> RunOnceCell {
@@ -296,7 +358,7 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
             .recap
             .entry(r.host.clone())
             .or_default()
-            .add(r.status);
+            .add_result(r);
     }
     for (host, recap) in outcome.recap.iter_mut() {
         recap.round_trips = cx.pool.round_trips(host);
@@ -373,6 +435,7 @@ async fn run_plays(cx: Arc<RunCx>) {
                             host: &h,
                             pending: Default::default(),
                             outputs: Default::default(),
+                            flow: Default::default(),
                         }
                         .run();
                         cx.reporter.host_done(&h);
@@ -404,11 +467,14 @@ async fn run_plays(cx: Arc<RunCx>) {
             }
         }
         cx.reporter.play_done(&play.display_name());
-        if stop_play
-            && (state.aborted() || play.max_fail_percentage.is_some() || play.any_errors_fatal)
-        {
+        if stop_play && (state.aborted() || play.max_fail_percentage.is_some() || state.fatal()) {
             if !cx.is_interrupted() && !failed_here.is_empty() {
-                cx.note_stop(&cx.playbook.plays[pi + 1..], play, &failed_here);
+                cx.note_stop(
+                    &cx.playbook.plays[pi + 1..],
+                    play,
+                    state.fatal(),
+                    &failed_here,
+                );
             }
             break;
         }

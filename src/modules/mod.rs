@@ -17,6 +17,11 @@ pub mod kubelet_join_state;
 pub mod swap;
 pub mod systemd;
 pub mod template;
+// Ansible's builtin modules for playbooks as users write them.
+pub mod assert;
+pub mod debug;
+pub mod include_vars;
+pub mod set_fact;
 
 use std::path::Path;
 
@@ -86,6 +91,11 @@ pub enum ModuleArgs {
     KubeWait(kube_wait::Args),
     KubeCsrApprove(kube_csr_approve::Args),
     KubeletJoinState(kubelet_join_state::Args),
+    SetFact(set_fact::Args),
+    IncludeVars(include_vars::Args),
+    Debug(debug::Args),
+    Assert(assert::Args),
+    Fail(assert::FailArgs),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -104,10 +114,34 @@ pub const MODULE_NAMES: &[&str] = &[
     "kube_wait",
     "kube_csr_approve",
     "kubelet_join_state",
+    "set_fact",
+    "include_vars",
+    "debug",
+    "assert",
+    "fail",
+    "service",
 ];
+
+/// Modules that run on the controller only (variables, messages, checks): nothing to apply.
+pub fn controller_side(m: &ModuleArgs) -> bool {
+    matches!(
+        m,
+        ModuleArgs::SetFact(_)
+            | ModuleArgs::IncludeVars(_)
+            | ModuleArgs::Debug(_)
+            | ModuleArgs::Assert(_)
+            | ModuleArgs::Fail(_)
+    )
+}
+
+/// Modules whose `ansible_facts` become the host's variables.
+pub fn sets_facts(m: &ModuleArgs) -> bool {
+    matches!(m, ModuleArgs::SetFact(_) | ModuleArgs::IncludeVars(_))
+}
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
     let short = key.strip_prefix("ansible.builtin.").unwrap_or(key);
+    let short = short.strip_prefix("ansible.legacy.").unwrap_or(short);
     let short = short.strip_prefix("bootstrapctl.").unwrap_or(short);
     MODULE_NAMES.iter().copied().find(|n| *n == short)
 }
@@ -136,6 +170,11 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(_) => "kube_wait",
             ModuleArgs::KubeCsrApprove(_) => "kube_csr_approve",
             ModuleArgs::KubeletJoinState(_) => "kubelet_join_state",
+            ModuleArgs::SetFact(_) => "set_fact",
+            ModuleArgs::IncludeVars(_) => "include_vars",
+            ModuleArgs::Debug(_) => "debug",
+            ModuleArgs::Assert(_) => "assert",
+            ModuleArgs::Fail(_) => "fail",
         }
     }
 
@@ -172,6 +211,11 @@ impl ModuleArgs {
             ModuleArgs::KubeWait(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeCsrApprove(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::KubeletJoinState(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::SetFact(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::IncludeVars(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Debug(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Assert(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Fail(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -189,7 +233,9 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "file" => ModuleArgs::File(Deserialize::deserialize(d)?),
             "command" => ModuleArgs::Command(Deserialize::deserialize(d)?),
             "shell" => ModuleArgs::Shell(Deserialize::deserialize(d)?),
-            "systemd" | "systemd_service" => ModuleArgs::Systemd(Deserialize::deserialize(d)?),
+            "systemd" | "systemd_service" | "service" => {
+                ModuleArgs::Systemd(Deserialize::deserialize(d)?)
+            }
             "swap" => ModuleArgs::Swap(Deserialize::deserialize(d)?),
             "kube_flags" => ModuleArgs::KubeFlags(Deserialize::deserialize(d)?),
             "kube_object" => ModuleArgs::KubeObject(Deserialize::deserialize(d)?),
@@ -197,6 +243,11 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "kube_wait" => ModuleArgs::KubeWait(Deserialize::deserialize(d)?),
             "kube_csr_approve" => ModuleArgs::KubeCsrApprove(Deserialize::deserialize(d)?),
             "kubelet_join_state" => ModuleArgs::KubeletJoinState(Deserialize::deserialize(d)?),
+            "set_fact" => ModuleArgs::SetFact(Deserialize::deserialize(d)?),
+            "include_vars" => ModuleArgs::IncludeVars(Deserialize::deserialize(d)?),
+            "debug" => ModuleArgs::Debug(Deserialize::deserialize(d)?),
+            "assert" => ModuleArgs::Assert(Deserialize::deserialize(d)?),
+            "fail" => ModuleArgs::Fail(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

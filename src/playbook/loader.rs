@@ -23,16 +23,21 @@ pub enum PlaybookError {
     Invalid { path: PathBuf, message: String },
 }
 
-pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+/// Load a playbook file, looking for roles in `roles/` beside it, then in `roles_path`.
+pub fn load_with(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook, PlaybookError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path)
+    parse_roles(&text, path, roles_path)
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
-    parse_with(text, path, &|name: &str, base: &Path| {
+    parse_roles(text, path, &[])
+}
+
+fn parse_roles(text: &str, path: &Path, roles_path: &[PathBuf]) -> Result<Playbook, PlaybookError> {
+    parse_full(text, path, roles_path, &|name: &str, base: &Path| {
         let p = base.parent().unwrap_or(Path::new(".")).join(name);
         std::fs::read_to_string(&p)
             .map(|t| (t, p.clone()))
@@ -48,7 +53,16 @@ pub fn parse_with(
     path: &Path,
     import: Importer<'_>,
 ) -> Result<Playbook, PlaybookError> {
-    let plays = expand(text, path, import, 0)?;
+    parse_full(text, path, &[], import)
+}
+
+fn parse_full(
+    text: &str,
+    path: &Path,
+    roles_path: &[PathBuf],
+    import: Importer<'_>,
+) -> Result<Playbook, PlaybookError> {
+    let plays = expand(text, path, roles_path, import, 0)?;
     validate(&plays, path)?;
     Ok(Playbook { plays })
 }
@@ -56,6 +70,7 @@ pub fn parse_with(
 fn expand(
     text: &str,
     path: &Path,
+    roles_path: &[PathBuf],
     import: Importer<'_>,
     depth: usize,
 ) -> Result<Vec<Play>, PlaybookError> {
@@ -73,14 +88,18 @@ fn expand(
     for (i, play) in plays.into_iter().enumerate() {
         match &play.import_playbook {
             Some(name) => {
-                if !play.hosts.is_empty() || !play.tasks.is_empty() || !play.handlers.is_empty() {
+                if !play.hosts.is_empty()
+                    || !play.tasks.is_empty()
+                    || !play.handlers.is_empty()
+                    || !play.roles.is_empty()
+                {
                     return Err(invalid(format!(
                         "entry {}: import_playbook stands alone (no hosts, tasks or handlers)",
                         i + 1
                     )));
                 }
                 let (t, p) = import(name, path)?;
-                out.extend(expand(&t, &p, import, depth + 1)?);
+                out.extend(expand(&t, &p, roles_path, import, depth + 1)?);
             }
             None if play.hosts.is_empty() => {
                 return Err(invalid(format!("play {}: `hosts` is required", i + 1)));
@@ -88,6 +107,8 @@ fn expand(
             None => {
                 let mut play = play;
                 play.source = path.to_path_buf();
+                let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                super::expand::PlayLoad::new(dir, roles_path).play(&mut play)?;
                 out.push(play);
             }
         }
@@ -112,12 +133,20 @@ fn validate(plays: &[Play], path: &Path) -> Result<(), PlaybookError> {
                     message: format!("play {:?}: {message}", play.display_name()),
                 })?;
         }
-        for task in play.tasks.iter().chain(&play.handlers) {
+        let handlers = {
+            let mut v = Vec::new();
+            for h in &play.handlers {
+                h.walk(&mut v);
+            }
+            v
+        };
+        for task in play.all_tasks() {
             for n in &task.notify {
-                let known = play
-                    .handlers
-                    .iter()
-                    .any(|h| h.name.as_deref() == Some(n.as_str()) || h.listen.contains(n));
+                let known = handlers.iter().any(|h| {
+                    h.name.as_deref() == Some(n.as_str())
+                        || h.listen.contains(n)
+                        || h.display_name() == *n
+                });
                 if !known {
                     return Err(PlaybookError::Invalid {
                         path: path.to_path_buf(),
@@ -200,6 +229,7 @@ fn find_key(source: &str, line: usize, column: usize, key: &str) -> Option<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::playbook::BoolKw;
 
     fn err(text: &str) -> String {
         parse(text, Path::new("site.yaml")).unwrap_err().to_string()
@@ -212,7 +242,7 @@ mod tests {
             Path::new("site.yaml"),
         )
         .unwrap();
-        assert_eq!(pb.plays[0].tasks[0].module.name(), "copy");
+        assert_eq!(pb.plays[0].tasks[0].module().unwrap().name(), "copy");
         assert_eq!(pb.plays[0].tasks[0].notify, vec!["h"]);
     }
 
@@ -263,7 +293,7 @@ mod tests {
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
-            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state; keywords: name, when, changed_when, failed_when, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, vars, become, become_user, check_mode)"
+            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (did you mean `copy`? modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, set_fact, include_vars, debug, assert, fail, service; keywords: name, when, changed_when, failed_when, until, retries, delay, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, with_list, loop_control, vars, become, become_user, check_mode, environment, args, block, rescue, always, meta, import_tasks, include_tasks, import_role, include_role, debugger)"
         );
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n"),
@@ -275,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             err("- hosts: all\n  taks: []\n"),
-            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `import_playbook`, `vars`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `tasks`, `handlers`"
+            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `ansible.builtin.import_playbook`, `import_playbook`, `vars`, `vars_files`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `environment`, `pre_tasks`, `roles`, `tasks`, `post_tasks`, `handlers`, `strategy`"
         );
         assert_eq!(
             err("- hosts: all\n  tasks: [\n"),
@@ -296,21 +326,25 @@ mod tests {
         .unwrap();
         let play = &pb.plays[0];
         assert_eq!(
-            (play.become_, play.gather_facts, play.any_errors_fatal),
-            (Some(true), false, true)
+            (
+                play.become_,
+                play.gather_facts,
+                play.any_errors_fatal.clone()
+            ),
+            (Some(true), false, BoolKw::Lit(true))
         );
         let t = &play.tasks[0];
         assert_eq!(
             (
-                t.ignore_errors,
+                t.ignore_errors.clone(),
                 t.no_log,
                 t.run_once,
                 t.become_,
                 t.check_mode
             ),
-            (true, false, true, Some(false), Some(false))
+            (BoolKw::Lit(true), false, true, Some(false), Some(false))
         );
-        let crate::modules::ModuleArgs::Systemd(a) = &t.module else {
+        let Some(crate::modules::ModuleArgs::Systemd(a)) = t.module() else {
             panic!("systemd args");
         };
         assert_eq!(a.enabled, Some(crate::template::Tpl::Literal(true)));
