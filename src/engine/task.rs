@@ -175,7 +175,12 @@ impl HostRunner<'_> {
         }
         let ignored = step.status == TaskStatus::Failed && self.ignores(task);
         if step.status == TaskStatus::Failed {
-            *self.flow.last_failed.borrow_mut() = Some((name.clone(), step.value()));
+            // As Ansible names it there: the task's own name, without its role.
+            let own = task
+                .name
+                .clone()
+                .unwrap_or_else(|| name.rsplit(" : ").next().unwrap_or(&name).to_string());
+            *self.flow.last_failed.borrow_mut() = Some((own, step.value()));
         }
         let redact = |s: &str| self.run.redactor.redact(s);
         let result = TaskResult {

@@ -21,6 +21,7 @@ pub mod template;
 pub mod assert;
 pub mod debug;
 pub mod include_vars;
+pub mod lineinfile;
 pub mod set_fact;
 
 use std::path::Path;
@@ -96,6 +97,7 @@ pub enum ModuleArgs {
     Debug(debug::Args),
     Assert(assert::Args),
     Fail(assert::FailArgs),
+    LineInFile(lineinfile::Args),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -120,6 +122,7 @@ pub const MODULE_NAMES: &[&str] = &[
     "assert",
     "fail",
     "service",
+    "lineinfile",
 ];
 
 /// Modules that run on the controller only (variables, messages, checks): nothing to apply.
@@ -175,6 +178,7 @@ impl ModuleArgs {
             ModuleArgs::Debug(_) => "debug",
             ModuleArgs::Assert(_) => "assert",
             ModuleArgs::Fail(_) => "fail",
+            ModuleArgs::LineInFile(_) => "lineinfile",
         }
     }
 
@@ -216,6 +220,7 @@ impl ModuleArgs {
             ModuleArgs::Debug(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Assert(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Fail(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::LineInFile(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -248,6 +253,7 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "debug" => ModuleArgs::Debug(Deserialize::deserialize(d)?),
             "assert" => ModuleArgs::Assert(Deserialize::deserialize(d)?),
             "fail" => ModuleArgs::Fail(Deserialize::deserialize(d)?),
+            "lineinfile" => ModuleArgs::LineInFile(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }
