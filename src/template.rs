@@ -10,6 +10,8 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
+mod filters;
+
 /// Templates shipped inside the binary; files beside the playbook take precedence.
 pub use crate::content::TEMPLATES as EMBEDDED_TEMPLATES;
 
@@ -84,11 +86,6 @@ impl Templates {
                 minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
             })
         });
-        env.add_filter("to_json", |v: Value| -> Result<String, minijinja::Error> {
-            serde_json::to_string(&v).map_err(|e| {
-                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
-            })
-        });
         env.add_filter("bool", |v: Value| -> bool {
             match v.as_str() {
                 Some(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1"),
@@ -105,6 +102,7 @@ impl Templates {
                 Ok(v)
             }
         });
+        filters::add(&mut env);
         env.set_loader(move |name| {
             for dir in &search_dirs {
                 let path = dir.join(name);

@@ -142,6 +142,30 @@ pub fn context(t: &Arc<Templates>, shared: &Shared, s: &Scope<'_>) -> Result<Val
         Value::from(s.host.split('.').next().unwrap_or(s.host)),
     );
     fixed("groups", shared.groups.clone());
+    let mut group_names: Vec<String> = Vec::new();
+    if let Ok(names) = shared.groups.try_iter() {
+        for g in names {
+            let Some(name) = g.as_str() else { continue };
+            if name == "all" || name == "ungrouped" {
+                continue;
+            }
+            let member = shared
+                .groups
+                .get_item(&g)
+                .ok()
+                .and_then(|hs| {
+                    hs.try_iter()
+                        .ok()
+                        .map(|mut it| it.any(|h| h.as_str() == Some(s.host)))
+                })
+                .unwrap_or(false);
+            if member {
+                group_names.push(name.to_string());
+            }
+        }
+    }
+    group_names.sort();
+    fixed("group_names", Value::from(group_names));
     fixed("hostvars", shared.hostvars.clone());
     for (k, v) in &shared.magic {
         fixed(k, v.clone());

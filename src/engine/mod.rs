@@ -235,11 +235,14 @@ impl PlayState {
         self.shared.read().expect("play vars").clone()
     }
     fn set_batch(&self, batch: &[String]) {
-        self.shared
-            .write()
-            .expect("play vars")
+        let mut shared = self.shared.write().expect("play vars");
+        shared
             .magic
             .insert("ansible_play_batch".into(), Value::from_serialize(batch));
+        // The old name of the batch, which playbooks still use.
+        shared
+            .magic
+            .insert("play_hosts".into(), Value::from_serialize(batch));
     }
     pub fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
@@ -330,6 +333,19 @@ fn play_shared(cx: &RunCx, hosts: &[String]) -> Shared {
     shared.magic.insert(
         "ansible_play_hosts_all".into(),
         Value::from_serialize(hosts),
+    );
+    shared
+        .magic
+        .insert("ansible_check_mode".into(), Value::from(cx.opts.check));
+    shared
+        .magic
+        .insert("ansible_diff_mode".into(), Value::from(cx.opts.diff));
+    // The ansible-core whose playbook semantics bootstrapctl follows (and is tested against).
+    shared.magic.insert(
+        "ansible_version".into(),
+        Value::from_serialize(serde_json::json!({
+            "full": "2.18.0", "major": 2, "minor": 18, "revision": 0, "string": "2.18.0"
+        })),
     );
     shared
 }

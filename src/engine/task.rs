@@ -67,6 +67,12 @@ impl HostRunner<'_> {
         let includes = self.flow.params.borrow();
         let mut params: Vec<&serde_yaml::Mapping> = includes.iter().collect();
         params.push(&task.params);
+        let mut role_magic = serde_yaml::Mapping::new();
+        if let Some(r) = &task.role {
+            role_magic.insert("role_name".into(), r.name.clone().into());
+            role_magic.insert("role_path".into(), r.dir.display().to_string().into());
+            params.push(&role_magic);
+        }
         let loop_var = task.loop_var.as_deref().unwrap_or("item");
         context(
             &self.run.templates,
