@@ -229,3 +229,47 @@ fn a_role_based_node_prep_playbook_ends_in_the_same_files_and_converges_under_bo
     assert_eq!(changed(&again_ours), vec![0], "{again_ours}");
     assert_eq!(tree(&ours), tree(&theirs));
 }
+
+#[test]
+fn list_tasks_and_hosts_and_syntax_check_print_as_ansible_playbook() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let d = tempdir("ansible-list");
+    std::fs::write(
+        d.join("hosts"),
+        "[local]\nlocal-1 ansible_connection=local\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("ansible.cfg"), "").unwrap();
+    let pb = fixture("playbooks/ansible-role/site.yaml");
+    for flags in [
+        &["--list-tasks", "--list-hosts"][..],
+        &["--list-tasks"],
+        &["--syntax-check"],
+    ] {
+        let ours = Command::new(bin())
+            .args(["apply", "-i"])
+            .arg(d.join("hosts"))
+            .arg(&pb)
+            .args(flags)
+            .output()
+            .unwrap();
+        check(&ours, "bootstrapctl apply");
+        let theirs = Command::new(venv.join("bin/ansible-playbook"))
+            .arg("-i")
+            .arg(d.join("hosts"))
+            .arg(&pb)
+            .args(flags)
+            .env("ANSIBLE_CONFIG", d.join("ansible.cfg"))
+            .env("ANSIBLE_LOCAL_TEMP", d.join("ansible-tmp"))
+            .output()
+            .unwrap();
+        check(&theirs, "ansible-playbook");
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout).trim_end(),
+            String::from_utf8_lossy(&theirs.stdout).trim_end(),
+            "{flags:?}"
+        );
+    }
+}

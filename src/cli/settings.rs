@@ -97,6 +97,7 @@ impl RunSettings {
                 skip_tags: a.skip_tags,
                 command_timeout: Duration::from_secs(a.timeout.max(1)),
                 verbose: a.verbose,
+                start_at_task: None,
             },
             extra_vars: a.extra_vars,
             known_hosts: a

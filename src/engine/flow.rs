@@ -33,6 +33,8 @@ pub struct FlowState {
     pub(super) last_failed: RefCell<Option<(String, Value)>>,
     /// Parameters of the includes being run (loop item, `vars:` of the include).
     pub(super) params: RefCell<Vec<serde_yaml::Mapping>>,
+    /// `--start-at-task` was reached (or not given).
+    pub(super) started: Cell<bool>,
 }
 
 impl HostRunner<'_> {
@@ -71,6 +73,9 @@ impl HostRunner<'_> {
                 Body::Ref(r, dirs) => self.run_include(task, r, dirs, handler, notified)?,
                 Body::Module(_) => {
                     if !handler && !self.run.opts.tags_allow(&task.tags, &play.tags) {
+                        continue;
+                    }
+                    if !handler && !self.reached(task) {
                         continue;
                     }
                     self.flush_unless_batchable(task).map_err(Stop::Failed)?;
@@ -301,6 +306,20 @@ impl HostRunner<'_> {
             rescued: false,
         };
         self.defer_or_report(result, None, task);
+    }
+
+    /// Whether `--start-at-task` was reached: at the first task of that name (with or
+    /// without its role's prefix), and from then on.
+    fn reached(&self, task: &Task) -> bool {
+        let Some(want) = &self.run.opts.start_at_task else {
+            return true;
+        };
+        if !self.flow.started.get()
+            && (task.name.as_deref() == Some(want.as_str()) || task.display_name() == *want)
+        {
+            self.flow.started.set(true);
+        }
+        self.flow.started.get()
     }
 
     /// The host's variables outside any task (for play keywords).

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub command_timeout: Duration,
     /// -vvv: print every script sent to a host (through the redactor) and its exit status.
     pub verbose: u8,
+    /// `--start-at-task`: tasks before the first of this name are skipped.
+    pub start_at_task: Option<String>,
 }
 
 impl RunOptions {

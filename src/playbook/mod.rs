@@ -3,6 +3,7 @@
 
 pub mod expand;
 pub mod kv;
+pub mod list;
 pub mod loader;
 pub mod model;
 pub mod roles;
