@@ -221,6 +221,7 @@ impl<'a> PlayLoad<'a> {
         let text = read(path)?;
         let tasks: Option<Vec<Task>> =
             serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &text, &e))?;
+        super::loader::warn_integer_modes(path, &text);
         let mut here = vec![path.parent().unwrap_or(Path::new(".")).to_path_buf()];
         for d in dirs {
             if !here.contains(d) {

@@ -84,6 +84,7 @@ fn expand(
         ));
     }
     let plays: Vec<Play> = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
+    warn_integer_modes(path, text);
     let mut out = Vec::new();
     for (i, play) in plays.into_iter().enumerate() {
         match &play.import_playbook {
@@ -161,6 +162,39 @@ fn validate(plays: &[Play], path: &Path) -> Result<(), PlaybookError> {
         }
     }
     Ok(())
+}
+
+/// The deliberate divergence from Ansible, said at load time: an unquoted `mode: 644` is a
+/// YAML integer, which Ansible applies as the decimal number 644 (mode 01204); bootstrapctl
+/// reads the digits as octal (0644), as their writer meant. Returns the warnings.
+pub fn integer_mode_warnings(path: &Path, text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"(^|[\s{,])mode:\s*([1-7][0-7]{2,3})\s*($|[,}#])")
+        .expect("static regex");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(c) = re.captures(line) {
+            let m = c.get(2).expect("group");
+            out.push(format!(
+                "{}:{}:{}: mode: {} is a YAML integer: Ansible applies it as decimal {} (mode {:o}); bootstrapctl reads it as octal 0{}. Quote it (mode: \"0{}\") to mean the same under both",
+                path.display(),
+                i + 1,
+                m.start() + 1,
+                m.as_str(),
+                m.as_str(),
+                m.as_str().parse::<u32>().unwrap_or(0),
+                m.as_str(),
+                m.as_str()
+            ));
+        }
+    }
+    out
+}
+
+/// Print [`integer_mode_warnings`] on stderr.
+pub fn warn_integer_modes(path: &Path, text: &str) {
+    for w in integer_mode_warnings(path, text) {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// serde_yaml puts " at line L column C" at the end of its messages; we put it in front.
@@ -315,6 +349,17 @@ mod tests {
             err("- hosts: all\n  tasks:\n    - {name: x, command: 'true', notify: nope}\n"),
             "site.yaml: task \"x\" notifies \"nope\", but play \"all\" has no handler of that name"
         );
+    }
+
+    #[test]
+    fn an_integer_mode_is_warned_about_with_its_position() {
+        let w = integer_mode_warnings(
+            Path::new("site.yaml"),
+            "- file: {path: /x, mode: 644}\n- copy:\n    mode: 0644\n    dest: /y\n- file:\n    mode: 755\n- file: mode=644\n",
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w[0], "site.yaml:1:26: mode: 644 is a YAML integer: Ansible applies it as decimal 644 (mode 1204); bootstrapctl reads it as octal 0644. Quote it (mode: \"0644\") to mean the same under both");
+        assert!(w[1].starts_with("site.yaml:6:11: mode: 755"), "{}", w[1]);
     }
 
     #[test]
