@@ -22,7 +22,9 @@ pub mod assert;
 pub mod debug;
 pub mod include_vars;
 pub mod lineinfile;
+pub mod replace;
 pub mod set_fact;
+pub mod stat;
 
 use std::path::Path;
 
@@ -98,6 +100,9 @@ pub enum ModuleArgs {
     Assert(assert::Args),
     Fail(assert::FailArgs),
     LineInFile(lineinfile::Args),
+    Stat(stat::Args),
+    Replace(replace::Args),
+    BlockInFile(replace::BlockArgs),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -123,6 +128,9 @@ pub const MODULE_NAMES: &[&str] = &[
     "fail",
     "service",
     "lineinfile",
+    "stat",
+    "replace",
+    "blockinfile",
 ];
 
 /// Modules that run on the controller only (variables, messages, checks): nothing to apply.
@@ -179,6 +187,9 @@ impl ModuleArgs {
             ModuleArgs::Assert(_) => "assert",
             ModuleArgs::Fail(_) => "fail",
             ModuleArgs::LineInFile(_) => "lineinfile",
+            ModuleArgs::Stat(_) => "stat",
+            ModuleArgs::Replace(_) => "replace",
+            ModuleArgs::BlockInFile(_) => "blockinfile",
         }
     }
 
@@ -221,6 +232,9 @@ impl ModuleArgs {
             ModuleArgs::Assert(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Fail(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::LineInFile(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Stat(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Replace(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::BlockInFile(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -254,6 +268,9 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "assert" => ModuleArgs::Assert(Deserialize::deserialize(d)?),
             "fail" => ModuleArgs::Fail(Deserialize::deserialize(d)?),
             "lineinfile" => ModuleArgs::LineInFile(Deserialize::deserialize(d)?),
+            "stat" => ModuleArgs::Stat(Deserialize::deserialize(d)?),
+            "replace" => ModuleArgs::Replace(Deserialize::deserialize(d)?),
+            "blockinfile" => ModuleArgs::BlockInFile(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }
