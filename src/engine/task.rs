@@ -200,7 +200,7 @@ impl HostRunner<'_> {
             } else {
                 redact(&step.msg)
             },
-            diffs: if task.no_log {
+            diffs: if task.no_log || task.diff == Some(false) {
                 Vec::new()
             } else {
                 step.diffs

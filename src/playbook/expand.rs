@@ -359,3 +359,89 @@ pub fn show_dirs(dirs: &[PathBuf]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+
+    #[test]
+    fn roles_imports_and_sections_expand_as_ansible_loads_them() {
+        let root = std::env::temp_dir().join(format!("bsctl-expand-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        write(
+            &root,
+            &[
+                (
+                    "site.yaml",
+                    "- hosts: all\n  vars_files: [v.yml]\n  pre_tasks: [{name: pre, debug: {msg: a}}]\n  roles:\n    - {role: web, when: on_web, port: 81}\n    - web\n  tasks:\n    - import_tasks: t.yml\n      tags: [imp]\n  post_tasks: [{name: post, debug: {msg: b}}]\n",
+                ),
+                ("v.yml", "from_file: 1\n"),
+                ("t.yml", "- {name: imported, debug: {msg: c}}\n"),
+                ("roles/web/defaults/main.yml", "port: 80\n"),
+                ("roles/web/vars/main.yml", "role_var: 1\n"),
+                ("roles/web/meta/main.yml", "dependencies: [base]\n"),
+                ("roles/web/tasks/main.yml", "- {name: config, debug: {msg: d}}\n"),
+                ("roles/web/handlers/main.yml", "- {name: restart, debug: {msg: e}}\n"),
+                ("roles/base/tasks/main.yml", "- {name: base, debug: {msg: f}}\n"),
+            ],
+        );
+        let pb = super::super::load_with(&root.join("site.yaml"), &[]).unwrap();
+        let play = &pb.plays[0];
+        let mut names = Vec::new();
+        for t in play.all_tasks() {
+            if matches!(t.body, Body::Module(_)) {
+                names.push((
+                    t.display_name(),
+                    t.when.clone().map(|c| c.0),
+                    t.tags.clone(),
+                ));
+            }
+        }
+        let no: Vec<String> = Vec::new();
+        assert_eq!(
+            names,
+            vec![
+                ("pre".to_string(), None, no.clone()),
+                (
+                    "base : base".to_string(),
+                    Some(vec!["on_web".to_string()]),
+                    no.clone()
+                ),
+                (
+                    "web : config".to_string(),
+                    Some(vec!["on_web".to_string()]),
+                    no.clone()
+                ),
+                // `- web` without parameters is another entry: it runs again.
+                ("web : config".to_string(), None, no.clone()),
+                ("imported".to_string(), None, vec!["imp".to_string()]),
+                ("post".to_string(), None, no.clone()),
+                ("web : restart".to_string(), None, no.clone()),
+            ]
+        );
+        // The sections are joined with handler flushes.
+        let flushes = play
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.body, Body::Meta(Meta::FlushHandlers)))
+            .count();
+        assert_eq!(flushes, 2);
+        assert_eq!(play.file_vars.get("from_file"), Some(&1.into()));
+        assert_eq!(play.role_defaults.get("port"), Some(&80.into()));
+        assert_eq!(play.role_vars.get("role_var"), Some(&1.into()));
+        let err = super::super::parse("- hosts: all\n  roles: [wbe]\n", &root.join("site.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role `wbe` not found"), "{err}");
+        assert!(err.contains("did you mean `web`?"), "{err}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

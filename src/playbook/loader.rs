@@ -327,7 +327,7 @@ mod tests {
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
-            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (did you mean `copy`? modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, set_fact, include_vars, debug, assert, fail, service, lineinfile, stat, replace, blockinfile; keywords: name, when, changed_when, failed_when, until, retries, delay, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, with_list, loop_control, vars, become, become_user, check_mode, environment, args, block, rescue, always, meta, import_tasks, include_tasks, import_role, include_role, debugger)"
+            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (did you mean `copy`? modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, set_fact, include_vars, debug, assert, fail, service, lineinfile, stat, replace, blockinfile; keywords: name, when, changed_when, failed_when, until, retries, delay, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, with_list, with_dict, loop_control, vars, become, become_user, check_mode, environment, diff, args, block, rescue, always, meta, import_tasks, include_tasks, import_role, include_role, debugger)"
         );
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n"),

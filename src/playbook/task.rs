@@ -89,6 +89,8 @@ pub struct Task {
     /// `true`: never change anything, even without --check.
     pub check_mode: Option<bool>,
     pub environment: serde_yaml::Mapping,
+    /// `diff: false`: the task's changes are not shown as diffs.
+    pub diff: Option<bool>,
     /// Role and include parameters (above registered results, below extra vars).
     pub params: serde_yaml::Mapping,
     pub role: Option<Arc<RoleCx>>,
@@ -151,6 +153,7 @@ impl Task {
             become_user: None,
             check_mode: None,
             environment: serde_yaml::Mapping::new(),
+            diff: None,
             params: serde_yaml::Mapping::new(),
             role: None,
             explicit: BTreeSet::new(),
@@ -258,12 +261,14 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "loop",
     "with_items",
     "with_list",
+    "with_dict",
     "loop_control",
     "vars",
     "become",
     "become_user",
     "check_mode",
     "environment",
+    "diff",
     "args",
     "block",
     "rescue",
@@ -436,6 +441,8 @@ impl<'de> Visitor<'de> for TaskVisitor {
                 "ignore_errors" => t.ignore_errors = map.next_value()?,
                 "tags" => t.tags = map.next_value::<Strings>()?.0,
                 "loop" | "with_items" | "with_list" => t.loop_ = Some(map.next_value()?),
+                "with_dict" => t.loop_ = Some(dict_items(map.next_value()?)),
+                "diff" => t.diff = Some(map.next_value::<AnsibleBool>()?.0),
                 "loop_control" => t.loop_var = map.next_value::<LoopControl>()?.loop_var,
                 "vars" => t.vars = map.next_value()?,
                 "become" => t.become_ = Some(map.next_value::<AnsibleBool>()?.0),
@@ -534,6 +541,33 @@ impl<'de> Visitor<'de> for TaskVisitor {
             ))
         })?;
         Ok(t)
+    }
+}
+
+/// `with_dict: X` as the loop Ansible makes of it: X's items as `{key, value}`.
+fn dict_items(v: serde_yaml::Value) -> serde_yaml::Value {
+    match v {
+        serde_yaml::Value::Mapping(m) => serde_yaml::Value::Sequence(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut item = serde_yaml::Mapping::new();
+                    item.insert("key".into(), k);
+                    item.insert("value".into(), v);
+                    serde_yaml::Value::Mapping(item)
+                })
+                .collect(),
+        ),
+        serde_yaml::Value::String(s) => {
+            let inner = s
+                .trim()
+                .strip_prefix("{{")
+                .and_then(|x| x.strip_suffix("}}"))
+                .unwrap_or(&s)
+                .trim()
+                .to_string();
+            format!("{{{{ ({inner}) | dict2items }}}}").into()
+        }
+        other => other,
     }
 }
 
