@@ -352,6 +352,26 @@ mod tests {
     }
 
     #[test]
+    fn with_dict_key_value_args_and_diff_keyword() {
+        let pb = parse(
+            "- hosts: all\n  tasks:\n    - copy: content=x dest=/etc/{{ item.key }} mode=0600\n      with_dict: {a: 1}\n      diff: no\n    - command: echo hi\n      args: {chdir: /tmp}\n      with_dict: '{{ m }}'\n",
+            Path::new("site.yaml"),
+        )
+        .unwrap();
+        let t = &pb.plays[0].tasks;
+        assert_eq!(
+            t[0].loop_,
+            Some(serde_yaml::from_str("[{key: a, value: 1}]").unwrap())
+        );
+        assert_eq!(t[0].diff, Some(false));
+        assert_eq!(t[1].loop_, Some("{{ (m) | dict2items }}".into()));
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - copy: {dest: /x}\n      args: {content: y}\n"),
+            "site.yaml:3:7: [0].tasks[0]: `copy` has its arguments both as a mapping and in `args`: give them in one place"
+        );
+    }
+
+    #[test]
     fn an_integer_mode_is_warned_about_with_its_position() {
         let w = integer_mode_warnings(
             Path::new("site.yaml"),
