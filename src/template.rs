@@ -10,6 +10,8 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
+mod filters;
+
 /// Templates shipped inside the binary; files beside the playbook take precedence.
 pub use crate::content::TEMPLATES as EMBEDDED_TEMPLATES;
 
@@ -84,11 +86,6 @@ impl Templates {
                 minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
             })
         });
-        env.add_filter("to_json", |v: Value| -> Result<String, minijinja::Error> {
-            serde_json::to_string(&v).map_err(|e| {
-                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
-            })
-        });
         env.add_filter("bool", |v: Value| -> bool {
             match v.as_str() {
                 Some(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1"),
@@ -105,6 +102,7 @@ impl Templates {
                 Ok(v)
             }
         });
+        filters::add(&mut env);
         env.set_loader(move |name| {
             for dir in &search_dirs {
                 let path = dir.join(name);
@@ -132,6 +130,26 @@ impl Templates {
             ErrorKind::TemplateNotFound => TemplateError::NotFound(name.to_string()),
             _ => convert(e, name, ctx, None),
         })?;
+        tmpl.render(ctx)
+            .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
+    }
+
+    /// Render the template file at `path` (a role's `templates/`), named `name` in errors.
+    pub fn render_path(
+        &self,
+        path: &std::path::Path,
+        name: &str,
+        ctx: &Value,
+    ) -> Result<String, TemplateError> {
+        let src = std::fs::read_to_string(path).map_err(|e| TemplateError::Render {
+            template: path.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        let tmpl = self
+            .env
+            .template_from_named_str(name, &src)
+            .map_err(|e| convert(e, name, ctx, None))?;
         tmpl.render(ctx)
             .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
     }

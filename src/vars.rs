@@ -1,9 +1,14 @@
-//! Variable scopes and their precedence, as Ansible orders them: inventory (all < parent group
-//! < child group < host) < play vars < task vars < facts and registered results < extra vars.
+//! Variable scopes and their precedence, as Ansible orders them: role defaults < inventory
+//! (all < parent group < child group < host) < facts < play vars < vars_files < role vars <
+//! block and task vars < registered results, set_fact and include_vars < role and include
+//! params < extra vars; rendered lazily, as Ansible does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use minijinja::value::{Enumerator, Object};
 use minijinja::Value;
 
 use crate::hoststate::Facts;
@@ -21,15 +26,22 @@ pub struct Shared {
     pub extra: BTreeMap<String, Value>,
 }
 
-/// One host's variables for one task.
+/// One host's variables for one task, by layer, lowest precedence first.
 pub struct Scope<'a> {
     pub host: &'a str,
+    /// Role defaults: those of every role of the play, then the task's own role's.
+    pub defaults: Vec<&'a serde_yaml::Mapping>,
     pub inventory: &'a serde_yaml::Mapping,
-    pub play_vars: &'a serde_yaml::Mapping,
-    pub task_vars: &'a serde_yaml::Mapping,
+    /// Play vars, vars_files, role vars (the play's roles', then the task's role's), then
+    /// block and task vars.
+    pub play: Vec<&'a serde_yaml::Mapping>,
     pub facts: Option<&'a Facts>,
+    /// `register:` results, `set_fact` and `include_vars`.
     pub registered: &'a BTreeMap<String, Value>,
-    pub item: Option<&'a Value>,
+    /// Role parameters and include parameters.
+    pub params: Vec<&'a serde_yaml::Mapping>,
+    /// The loop variable's name and value.
+    pub item: Option<(&'a str, &'a Value)>,
 }
 
 fn key_string(k: &serde_yaml::Value) -> String {
@@ -42,63 +54,189 @@ fn key_string(k: &serde_yaml::Value) -> String {
     }
 }
 
-/// Build the template context. Vars whose values are templates are rendered against the
-/// scopes below them, in precedence order, so play vars may use inventory vars and so on.
-pub fn context(t: &Templates, shared: &Shared, s: &Scope<'_>) -> Result<Value, TemplateError> {
-    let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
-    ctx.insert("inventory_hostname".into(), Value::from(s.host));
-    ctx.insert(
-        "inventory_hostname_short".into(),
-        Value::from(s.host.split('.').next().unwrap_or(s.host)),
-    );
-    ctx.insert("groups".into(), shared.groups.clone());
-    ctx.insert("hostvars".into(), shared.hostvars.clone());
-    for (k, v) in &shared.magic {
-        ctx.insert(k.clone(), v.clone());
+/// A variable as its winning layer gives it: YAML still to render, or a value.
+#[derive(Debug)]
+enum Entry {
+    Raw(serde_yaml::Value, String),
+    Fixed(Value),
+}
+
+/// The variables of one task, rendered lazily as Ansible does: a variable's templates are
+/// rendered when something uses it, against all the variables (so a role default may use a
+/// variable the inventory overrides). A variable that cannot render is undefined, and why
+/// is kept so that a template using it says so (see template::convert).
+struct Lazy {
+    templates: Arc<Templates>,
+    entries: BTreeMap<String, Entry>,
+    cache: Mutex<BTreeMap<String, Value>>,
+    broken: Mutex<BTreeMap<String, Value>>,
+    busy: Mutex<BTreeSet<String>>,
+}
+
+impl fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.entries.keys().map(|k| (k, "…")))
+            .finish()
     }
-    // Vars render in order, which is as far as Ansible's lazy evaluation matters here: a var
-    // that cannot render (it uses something undefined) is left out, and its error is kept so a
-    // template that uses it says why (see template::convert).
-    let mut broken: BTreeMap<String, Value> = BTreeMap::new();
-    for (layer, what) in [
-        (s.inventory, "inventory vars"),
-        (s.play_vars, "play vars"),
-        (s.task_vars, "task vars"),
-    ] {
-        for (k, v) in layer {
-            let snapshot = Value::from(ctx.clone());
-            match render_yaml(t, v, &snapshot, &format!("{what} {}", key_string(k))) {
-                Ok(value) => {
-                    broken.remove(&key_string(k));
-                    ctx.insert(key_string(k), value);
-                }
-                Err(e) => {
-                    ctx.remove(&key_string(k));
-                    broken.insert(key_string(k), Value::from(e.to_string()));
-                }
+}
+
+impl Object for Lazy {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let k = key.as_str()?;
+        if k == crate::template::BROKEN_VARS {
+            let broken = self.broken.lock().expect("broken vars").clone();
+            return Some(Value::from(broken));
+        }
+        let (raw, what) = match self.entries.get(k)? {
+            Entry::Fixed(v) => return Some(v.clone()),
+            Entry::Raw(raw, what) => (raw, what),
+        };
+        if let Some(v) = self.cache.lock().expect("var cache").get(k) {
+            return Some(v.clone());
+        }
+        // A variable that uses itself (directly or not) is undefined inside itself.
+        if !self.busy.lock().expect("busy vars").insert(k.to_string()) {
+            return None;
+        }
+        let ctx = Value::from_dyn_object(self.clone());
+        let rendered = render_yaml(&self.templates, raw, &ctx, &format!("{what} {k}"));
+        self.busy.lock().expect("busy vars").remove(k);
+        match rendered {
+            Ok(v) => {
+                self.cache
+                    .lock()
+                    .expect("var cache")
+                    .insert(k.to_string(), v.clone());
+                Some(v)
+            }
+            Err(e) => {
+                self.broken
+                    .lock()
+                    .expect("broken vars")
+                    .insert(k.to_string(), Value::from(e.to_string()));
+                None
             }
         }
     }
-    if !broken.is_empty() {
-        ctx.insert(crate::template::BROKEN_VARS.into(), Value::from(broken));
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .entries
+            .keys()
+            .map(|k| Value::from(k.as_str()))
+            .collect();
+        Enumerator::Values(keys)
     }
+}
+
+/// Build the template context of one host and task (see [`Scope`] for the layers).
+pub fn context(t: &Arc<Templates>, shared: &Shared, s: &Scope<'_>) -> Result<Value, TemplateError> {
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut fixed = |k: &str, v: Value| {
+        entries.insert(k.to_string(), Entry::Fixed(v));
+    };
+    fixed("inventory_hostname", Value::from(s.host));
+    fixed(
+        "inventory_hostname_short",
+        Value::from(s.host.split('.').next().unwrap_or(s.host)),
+    );
+    fixed("groups", shared.groups.clone());
+    let mut group_names: Vec<String> = Vec::new();
+    if let Ok(names) = shared.groups.try_iter() {
+        for g in names {
+            let Some(name) = g.as_str() else { continue };
+            if name == "all" || name == "ungrouped" {
+                continue;
+            }
+            let member = shared
+                .groups
+                .get_item(&g)
+                .ok()
+                .and_then(|hs| {
+                    hs.try_iter()
+                        .ok()
+                        .map(|mut it| it.any(|h| h.as_str() == Some(s.host)))
+                })
+                .unwrap_or(false);
+            if member {
+                group_names.push(name.to_string());
+            }
+        }
+    }
+    group_names.sort();
+    fixed("group_names", Value::from(group_names));
+    fixed("hostvars", shared.hostvars.clone());
+    for (k, v) in &shared.magic {
+        fixed(k, v.clone());
+    }
+    let layer = |entries: &mut BTreeMap<String, Entry>, m: &serde_yaml::Mapping, what: &str| {
+        for (k, v) in m {
+            entries.insert(key_string(k), Entry::Raw(v.clone(), what.to_string()));
+        }
+    };
+    for m in &s.defaults {
+        layer(&mut entries, m, "role defaults");
+    }
+    layer(&mut entries, s.inventory, "inventory vars");
     if let Some(f) = s.facts {
-        ctx.insert("ansible_facts".into(), Value::from_serialize(f));
-        ctx.insert("ansible_hostname".into(), Value::from(f.hostname.clone()));
-        ctx.insert("ansible_architecture".into(), Value::from(f.arch.clone()));
-        ctx.insert("ansible_kernel".into(), Value::from(f.kernel.clone()));
-        ctx.insert("ansible_distribution".into(), Value::from(f.os_id.clone()));
+        for (k, v) in crate::engine::facts::ansible_facts(f) {
+            entries.insert(k, Entry::Fixed(v));
+        }
+    }
+    for m in &s.play {
+        layer(&mut entries, m, "play vars");
     }
     for (k, v) in s.registered {
-        ctx.insert(k.clone(), v.clone());
+        entries.insert(k.clone(), Entry::Fixed(v.clone()));
+    }
+    for m in &s.params {
+        layer(&mut entries, m, "role and include params");
     }
     for (k, v) in &shared.extra {
-        ctx.insert(k.clone(), v.clone());
+        entries.insert(k.clone(), Entry::Fixed(v.clone()));
     }
-    if let Some(item) = s.item {
-        ctx.insert("item".into(), item.clone());
+    if let Some((name, item)) = s.item {
+        entries.insert(name.to_string(), Entry::Fixed(item.clone()));
     }
-    Ok(Value::from(ctx))
+    Ok(Value::from_object(Lazy {
+        templates: t.clone(),
+        entries,
+        cache: Mutex::new(BTreeMap::new()),
+        broken: Mutex::new(BTreeMap::new()),
+        busy: Mutex::new(BTreeSet::new()),
+    }))
+}
+
+/// A context with `more` on top of `ctx` (a register's result for changed_when, a loop
+/// item): the rest of `ctx` stays lazy.
+pub fn with(ctx: &Value, more: BTreeMap<String, Value>) -> Value {
+    Value::from_object(Over {
+        base: ctx.clone(),
+        more,
+    })
+}
+
+#[derive(Debug)]
+struct Over {
+    base: Value,
+    more: BTreeMap<String, Value>,
+}
+
+impl Object for Over {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(v) = key.as_str().and_then(|k| self.more.get(k)) {
+            return Some(v.clone());
+        }
+        self.base.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: BTreeSet<String> = self.more.keys().cloned().collect();
+        if let Ok(iter) = self.base.try_iter() {
+            keys.extend(iter.filter_map(|k| k.as_str().map(str::to_string)));
+        }
+        Enumerator::Values(keys.into_iter().map(Value::from).collect())
+    }
 }
 
 /// Why an `-e` argument could not be read. An argument is shown with the values of
@@ -195,7 +333,7 @@ mod tests {
 
     #[test]
     fn precedence_and_rendering_in_order() {
-        let t = Templates::new(vec![]);
+        let t = Arc::new(Templates::new(vec![]));
         let inv: serde_yaml::Mapping =
             serde_yaml::from_str("a: inv\nb: inv\nc: inv\nport: 6443").unwrap();
         let play: serde_yaml::Mapping =
@@ -213,11 +351,12 @@ mod tests {
             &shared,
             &Scope {
                 host: "cp-1",
+                defaults: vec![],
                 inventory: &inv,
-                play_vars: &play,
-                task_vars: &task,
+                play: vec![&play, &task],
                 facts: None,
                 registered: &BTreeMap::new(),
+                params: vec![],
                 item: None,
             },
         )
@@ -232,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_var_that_cannot_render_is_named_when_used() {
-        let t = Templates::new(vec![]);
+        let t = Arc::new(Templates::new(vec![]));
         let play: serde_yaml::Mapping =
             serde_yaml::from_str("url: 'https://{{ nohost.address }}'").unwrap();
         let shared = Shared {
@@ -247,11 +386,12 @@ mod tests {
             &shared,
             &Scope {
                 host: "h",
+                defaults: vec![],
                 inventory: &empty,
-                play_vars: &play,
-                task_vars: &empty,
+                play: vec![&play],
                 facts: None,
                 registered: &BTreeMap::new(),
+                params: vec![],
                 item: None,
             },
         )
@@ -261,6 +401,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "template x line 1: variable `url` could not be rendered: undefined variable `nohost.address` in play vars url line 1");
+    }
+
+    #[test]
+    fn role_defaults_render_lazily_against_what_overrides_them() {
+        let t = Arc::new(Templates::new(vec![]));
+        let defaults: serde_yaml::Mapping = serde_yaml::from_str(
+            "port: 80\nurl: 'http://{{ inventory_hostname }}:{{ port }}'\nloop_a: '{{ loop_a }}'",
+        )
+        .unwrap();
+        let inv: serde_yaml::Mapping = serde_yaml::from_str("port: 8080").unwrap();
+        let params: serde_yaml::Mapping = serde_yaml::from_str("p: '{{ url }}/x'").unwrap();
+        let empty = serde_yaml::Mapping::new();
+        let shared = Shared {
+            magic: BTreeMap::new(),
+            groups: Value::from(BTreeMap::<String, Vec<String>>::new()),
+            hostvars: Value::from(BTreeMap::<String, Value>::new()),
+            extra: BTreeMap::new(),
+        };
+        let ctx = context(
+            &t,
+            &shared,
+            &Scope {
+                host: "w1",
+                defaults: vec![&defaults],
+                inventory: &inv,
+                play: vec![&empty],
+                facts: None,
+                registered: &BTreeMap::new(),
+                params: vec![&params],
+                item: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(ctx.get_attr("p").unwrap().to_string(), "http://w1:8080/x");
+        assert!(t.render_str("{{ loop_a }}", &ctx, "x").is_err());
     }
 
     #[test]

@@ -288,4 +288,7 @@ fn plan_equals_apply_for_every_module() {
         &fixture("playbooks/every-module/site.yaml"),
         "pea-every",
     );
+    // The same lab, for a role-based playbook (roles, include_tasks, block/rescue,
+    // set_fact, lineinfile, service).
+    plan_equals_apply(&lab, &fixture("playbooks/role-node/site.yaml"), "pea-role");
 }

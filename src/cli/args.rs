@@ -188,6 +188,26 @@ pub struct ApplyArgs {
     /// Playbook file; default: the shipped site playbook.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+    /// Where roles are looked for after roles/ beside the playbook (colon separated).
+    #[arg(
+        long,
+        value_name = "DIRS",
+        value_delimiter = ':',
+        env = "ANSIBLE_ROLES_PATH"
+    )]
+    pub roles_path: Vec<PathBuf>,
+    /// Load the playbook (roles, imports, every task's arguments), report errors, run nothing.
+    #[arg(long)]
+    pub syntax_check: bool,
+    /// List each play's tasks; run nothing.
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// List each play's hosts; run nothing.
+    #[arg(long)]
+    pub list_hosts: bool,
+    /// Start at the first task of this name (earlier tasks are skipped).
+    #[arg(long, value_name = "NAME")]
+    pub start_at_task: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -98,6 +98,7 @@ impl RunSettings {
                 command_timeout: Duration::from_secs(a.timeout.max(1)),
                 verbose: a.verbose,
                 upload_forks: a.upload_forks.max(1),
+                start_at_task: None,
             },
             extra_vars: a.extra_vars,
             known_hosts: a

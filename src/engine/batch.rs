@@ -15,17 +15,23 @@ impl HostRunner<'_> {
     /// outcome is known from the plan. Commands, cluster changes, loops, delegation,
     /// run_once, custom changed/failed conditions and ignore_errors need their own round trip.
     pub(super) fn batchable(&self, task: &Task) -> bool {
-        !task.module.runs_commands()
+        let Some(module) = task.module() else {
+            return false;
+        };
+        !module.runs_commands()
             && !matches!(
-                task.module,
+                module,
                 ModuleArgs::KubeObject(_) | ModuleArgs::BootstrapToken(_)
             )
+            && !crate::modules::controller_side(module)
+            && task.until.is_none()
+            && task.environment.is_empty()
             && task.delegate_to.is_none()
             && !task.run_once
             && task.loop_.is_none()
             && task.changed_when.is_none()
             && task.failed_when.is_none()
-            && !task.ignore_errors
+            && task.ignore_errors == crate::playbook::BoolKw::Lit(false)
     }
 
     pub(super) fn flush_unless_batchable(&self, task: &Task) -> Result<(), TaskStatus> {
@@ -176,7 +182,10 @@ impl HostRunner<'_> {
         Ok(())
     }
 
-    pub(super) fn report(&self, result: TaskResult) {
+    pub(super) fn report(&self, mut result: TaskResult) {
+        if result.status == TaskStatus::Failed && !result.ignored && self.flow.rescuing.get() > 0 {
+            result.rescued = true;
+        }
         self.run.reporter.task_done(&result);
         self.run.collect(result);
     }

@@ -1,5 +1,6 @@
 //! One host's run of one play, as a pipeline: connect, lock and prefetch (one round trip),
-//! the tasks, the handlers they notified, then the last flush of batched writes. The task
+//! the tasks, the handlers they notified, then the last flush of batched writes. Blocks,
+//! includes, meta and handler flushes are in `flow.rs`; the task
 //! rules are in `task.rs`, batching in `batch.rs`, reads and the lock in `reads.rs`, and the
 //! one place where check and apply part in `realise.rs`.
 
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::Value;
 
+use super::flow::Stop;
 use super::result::TaskStatus;
 use super::step::Deferred;
 use super::{PlayState, RunCx};
@@ -28,73 +30,58 @@ pub struct HostRunner<'a> {
     pub pending: RefCell<Vec<Deferred>>,
     /// Values the last planned module gave for `register` (e.g. the token it will use).
     pub outputs: RefCell<Vec<(String, Value)>>,
-}
-
-/// The two lists of a play a host runs: every task, then the handlers that were notified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Section {
-    Tasks,
-    Handlers,
+    /// Control-flow state of the host's run (blocks, includes): see `flow.rs`.
+    pub flow: super::flow::FlowState,
 }
 
 impl HostRunner<'_> {
     pub fn run(&self) -> HostPlayOutcome {
         let play = self.play();
         let mut notified = BTreeSet::new();
-        // Connecting happens on first use; the lock rides on the first read, so that a
-        // no-op run stays one round trip per host.
-        self.connect_lock_and_prefetch(&play.tasks, play.gather_facts);
-        let ran = self
-            .run_section(Section::Tasks, &play.tasks, &mut notified)
-            .and_then(|()| self.run_section(Section::Handlers, &play.handlers, &mut notified))
-            .and_then(|()| self.flush());
+        let fatal = match self.play_context() {
+            Ok(ctx) => play
+                .any_errors_fatal
+                .resolve(&self.run.templates, &ctx, "any_errors_fatal"),
+            Err(e) => Err(e),
+        };
         let mut outcome = HostPlayOutcome {
             failed: false,
             unreachable: false,
         };
-        if let Err(status) = ran {
-            match status {
-                TaskStatus::Unreachable => outcome.unreachable = true,
-                _ => outcome.failed = true,
+        let fatal = match fatal {
+            Ok(f) => f,
+            Err(msg) => {
+                self.report_failure("any_errors_fatal", msg);
+                outcome.failed = true;
+                return outcome;
             }
-            if play.any_errors_fatal {
-                self.state.abort();
+        };
+        if fatal {
+            self.state.set_fatal();
+        }
+        // Connecting happens on first use; the lock rides on the first read, so that a
+        // no-op run stays one round trip per host.
+        let all: Vec<&Task> = play.all_tasks();
+        self.connect_lock_and_prefetch(&all, play.gather_facts);
+        let ran = self
+            .run_list(&play.tasks, &mut notified)
+            // The handlers' changes join the tasks' in the same batch.
+            .and_then(|()| self.run_handlers(&mut notified))
+            .and_then(|()| self.flush().map_err(Stop::Failed));
+        match ran {
+            Ok(()) | Err(Stop::EndHost) | Err(Stop::EndPlay) => {
+                // Ended on purpose: what was planned is applied, the host did not fail.
+                if self.flush().is_err() {
+                    outcome.failed = true;
+                }
             }
+            Err(Stop::Failed(TaskStatus::Unreachable)) => outcome.unreachable = true,
+            Err(Stop::Failed(_)) => outcome.failed = true,
+        }
+        if (outcome.failed || outcome.unreachable) && fatal {
+            self.state.abort();
         }
         outcome
-    }
-
-    /// Run one list in order; stops at the first failure that is not ignored.
-    fn run_section(
-        &self,
-        section: Section,
-        tasks: &[Task],
-        notified: &mut BTreeSet<String>,
-    ) -> Result<(), TaskStatus> {
-        let play = self.play();
-        for (i, task) in tasks.iter().enumerate() {
-            if self.state.aborted() || self.run.is_interrupted() {
-                break;
-            }
-            let runs = match section {
-                Section::Tasks => self.run.opts.tags_allow(&task.tags, &play.tags),
-                Section::Handlers => {
-                    let name = task.name.clone().unwrap_or_default();
-                    notified.contains(&name) || task.listen.iter().any(|l| notified.contains(l))
-                }
-            };
-            if !runs {
-                continue;
-            }
-            self.flush_unless_batchable(task)?;
-            let index = (section == Section::Tasks).then_some(i);
-            let status = self.run_task(task, index, section == Section::Handlers, notified);
-            let ignored = status == TaskStatus::Failed && task.ignore_errors;
-            if matches!(status, TaskStatus::Unreachable | TaskStatus::Failed) && !ignored {
-                return Err(status);
-            }
-        }
-        Ok(())
     }
 
     pub(super) fn play(&self) -> &Play {

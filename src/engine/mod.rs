@@ -4,6 +4,8 @@
 mod batch;
 pub mod conn;
 pub mod executor;
+pub mod facts;
+mod flow;
 pub mod host;
 pub mod lock;
 mod reads;
@@ -42,6 +44,8 @@ pub struct RunOptions {
     pub verbose: u8,
     /// How many hosts may receive an artifact upload at once (`--upload-forks`).
     pub upload_forks: usize,
+    /// `--start-at-task`: tasks before the first of this name are skipped.
+    pub start_at_task: Option<String>,
 }
 
 impl RunOptions {
@@ -66,7 +70,7 @@ impl RunOptions {
 pub struct RunCx {
     pub playbook: Playbook,
     pub inventory: Inventory,
-    pub templates: Templates,
+    pub templates: Arc<Templates>,
     pub shared: Shared,
     pub pool: Pool,
     pub opts: RunOptions,
@@ -83,6 +87,8 @@ pub struct RunCx {
     pub run_id: String,
     /// The bound on concurrent artifact uploads, shared by every host.
     pub uploads: crate::artifact::upload::UploadSlots,
+    /// Files `include_tasks` loaded, by path and role: loaded once, shared by every host.
+    includes: Mutex<HashMap<(PathBuf, String), IncludedTasks>>,
 }
 
 impl RunCx {
@@ -115,7 +121,7 @@ impl RunCx {
         RunCx {
             playbook,
             inventory,
-            templates,
+            templates: Arc::new(templates),
             shared,
             pool,
             opts,
@@ -126,6 +132,7 @@ impl RunCx {
             results: Mutex::new(Vec::new()),
             stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
+            includes: Mutex::new(HashMap::new()),
             run_id: crate::k8s::token::BootstrapToken::generate()
                 .map(|t| t.secret().to_string())
                 .unwrap_or_else(|_| format!("pid{}", std::process::id())),
@@ -133,11 +140,48 @@ impl RunCx {
         }
     }
 
+    /// The tasks of a file `include_tasks` names, looked up in `dirs`.
+    pub fn include(
+        &self,
+        file: &str,
+        dirs: &[PathBuf],
+        role: Option<Arc<crate::playbook::RoleCx>>,
+    ) -> Result<Arc<Vec<crate::playbook::Task>>, String> {
+        let mut search = Vec::new();
+        if let Some(r) = &role {
+            search.push(r.dir.join("tasks"));
+        }
+        search.extend(dirs.iter().cloned());
+        let path = crate::playbook::expand::locate(file, &search).ok_or_else(|| {
+            format!(
+                "include_tasks: {file:?} not found in {}",
+                crate::playbook::expand::show_dirs(&search)
+            )
+        })?;
+        let key = (
+            path.clone(),
+            role.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        );
+        if let Some(t) = self.includes.lock().expect("includes").get(&key) {
+            return Ok(t.clone());
+        }
+        let tasks =
+            crate::playbook::expand::tasks_file(&path, &search, role).map_err(|e| e.to_string())?;
+        let tasks = Arc::new(tasks);
+        self.includes
+            .lock()
+            .expect("includes")
+            .entry(key)
+            .or_insert(tasks.clone());
+        Ok(tasks)
+    }
+
     /// Why the plays after `failed` did not start: said in the recap.
     fn note_stop(
         &self,
         rest: &[crate::playbook::Play],
         failed: &crate::playbook::Play,
+        fatal: bool,
         hosts: &[String],
     ) {
         if rest.is_empty() {
@@ -147,7 +191,7 @@ impl RunCx {
             .iter()
             .map(|p| format!("{:?}", p.display_name()))
             .collect();
-        let why = if failed.any_errors_fatal {
+        let why = if fatal {
             "any_errors_fatal"
         } else {
             "max_fail_percentage"
@@ -171,17 +215,25 @@ impl RunCx {
 pub struct PlayState {
     pub play_index: usize,
     abort: AtomicBool,
+    /// any_errors_fatal, as the play's hosts rendered it.
+    fatal: AtomicBool,
+    /// `meta: end_play` ran on a host: the play ends for every host.
+    ended: AtomicBool,
     run_once: Mutex<HashMap<usize, RunOnceCell>>,
     shared: std::sync::RwLock<Shared>,
 }
 
-type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
+type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
+
+pub(super) type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
 
 impl PlayState {
     fn new(play_index: usize, shared: Shared) -> Self {
         PlayState {
             play_index,
             abort: AtomicBool::new(false),
+            fatal: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             run_once: Mutex::new(HashMap::new()),
             shared: std::sync::RwLock::new(shared),
         }
@@ -191,17 +243,32 @@ impl PlayState {
         self.shared.read().expect("play vars").clone()
     }
     fn set_batch(&self, batch: &[String]) {
-        self.shared
-            .write()
-            .expect("play vars")
+        let mut shared = self.shared.write().expect("play vars");
+        shared
             .magic
             .insert("ansible_play_batch".into(), Value::from_serialize(batch));
+        // The old name of the batch, which playbooks still use.
+        shared
+            .magic
+            .insert("play_hosts".into(), Value::from_serialize(batch));
     }
     pub fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
     }
     pub fn aborted(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
+    }
+    pub fn set_fatal(&self) {
+        self.fatal.store(true, Ordering::SeqCst);
+    }
+    pub fn fatal(&self) -> bool {
+        self.fatal.load(Ordering::SeqCst)
+    }
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
     /// The first host to reach a run_once task runs it; the others take its result.
     pub fn run_once_cell(&self, task: usize) -> RunOnceCell {
@@ -276,6 +343,19 @@ fn play_shared(cx: &RunCx, hosts: &[String]) -> Shared {
         Value::from_serialize(hosts),
     );
     shared
+        .magic
+        .insert("ansible_check_mode".into(), Value::from(cx.opts.check));
+    shared
+        .magic
+        .insert("ansible_diff_mode".into(), Value::from(cx.opts.diff));
+    // The ansible-core whose playbook semantics bootstrapctl follows (and is tested against).
+    shared.magic.insert(
+        "ansible_version".into(),
+        Value::from_serialize(serde_json::json!({
+            "full": "2.18.0", "major": 2, "minor": 18, "revision": 0, "string": "2.18.0"
+        })),
+    );
+    shared
 }
 
 pub fn run(cx: Arc<RunCx>) -> RunOutcome {
@@ -302,7 +382,7 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
             .recap
             .entry(r.host.clone())
             .or_default()
-            .add(r.status);
+            .add_result(r);
     }
     for (host, recap) in outcome.recap.iter_mut() {
         recap.round_trips = cx.pool.round_trips(host);
@@ -380,6 +460,7 @@ async fn run_plays(cx: Arc<RunCx>) {
                             host: &h,
                             pending: Default::default(),
                             outputs: Default::default(),
+                            flow: Default::default(),
                         }
                         .run();
                         cx.reporter.host_done(&h);
@@ -411,11 +492,14 @@ async fn run_plays(cx: Arc<RunCx>) {
             }
         }
         cx.reporter.play_done(&play.display_name());
-        if stop_play
-            && (state.aborted() || play.max_fail_percentage.is_some() || play.any_errors_fatal)
-        {
+        if stop_play && (state.aborted() || play.max_fail_percentage.is_some() || state.fatal()) {
             if !cx.is_interrupted() && !failed_here.is_empty() {
-                cx.note_stop(&cx.playbook.plays[pi + 1..], play, &failed_here);
+                cx.note_stop(
+                    &cx.playbook.plays[pi + 1..],
+                    play,
+                    state.fatal(),
+                    &failed_here,
+                );
             }
             break;
         }

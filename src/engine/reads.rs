@@ -19,7 +19,7 @@ use crate::transport::Become;
 impl HostRunner<'_> {
     /// Read in one round trip what this host's tasks will need, before the first task runs,
     /// taking the host's lock in the same script (connecting first, on first use).
-    pub(super) fn connect_lock_and_prefetch(&self, tasks: &[Task], gather_facts: bool) {
+    pub(super) fn connect_lock_and_prefetch(&self, tasks: &[&Task], gather_facts: bool) {
         let play = self.play();
         // A play with nothing to do on this host (every task loops over an empty list, as the
         // shipped Binaries play without `binaries`) costs it no round trip: the next play
@@ -39,7 +39,10 @@ impl HostRunner<'_> {
         if gather_facts {
             reads.push(Read::Facts);
         }
-        for task in tasks.iter().chain(&play.handlers) {
+        for task in tasks {
+            let Some(module) = task.module() else {
+                continue;
+            };
             if task.delegate_to.is_some() {
                 continue;
             }
@@ -63,7 +66,7 @@ impl HostRunner<'_> {
                     what: &what,
                 };
                 // A task whose arguments need results of earlier tasks reads when it runs.
-                if let Ok(r) = task.module.reads(&cx) {
+                if let Ok(r) = module.reads(&cx) {
                     reads.extend(r);
                 }
             }
@@ -81,7 +84,13 @@ impl HostRunner<'_> {
                 }
             }
         }
-        let become_ = self.become_for(tasks.first().unwrap_or(&dummy_task()));
+        let dummy = dummy_task();
+        let first = tasks
+            .iter()
+            .find(|t| t.module().is_some())
+            .copied()
+            .unwrap_or(&dummy);
+        let become_ = self.become_for(first);
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
         let started = std::time::Instant::now();
@@ -117,6 +126,8 @@ impl HostRunner<'_> {
                 duration: started.elapsed(),
                 no_log: false,
                 handler: false,
+                ignored: false,
+                rescued: false,
             });
         }
     }
@@ -139,11 +150,14 @@ impl HostRunner<'_> {
             if play.gather_facts {
                 reads.push(Read::Facts);
             }
-            for task in play.tasks.iter().chain(&play.handlers) {
+            for task in play.all_tasks() {
+                let Some(module) = task.module() else {
+                    continue;
+                };
                 if task.delegate_to.is_some() || task.loop_.is_some() {
                     continue;
                 }
-                let Ok(ctx) = self.context_in(play, task, None) else {
+                let Ok(ctx) = self.context_in(pi, task, None) else {
                     continue;
                 };
                 let what = format!("task {:?}", task.display_name());
@@ -153,7 +167,7 @@ impl HostRunner<'_> {
                     base_dir: &self.run.base_dir,
                     what: &what,
                 };
-                if let Ok(r) = task.module.reads(&cx) {
+                if let Ok(r) = module.reads(&cx) {
                     reads.extend(r.into_iter().filter(|r| {
                         matches!(
                             r,

@@ -33,6 +33,12 @@ pub struct TaskResult {
     #[serde(skip)]
     pub no_log: bool,
     pub handler: bool,
+    /// Failed, and the task has `ignore_errors` (counted as ok and ignored, as Ansible does).
+    #[serde(default)]
+    pub ignored: bool,
+    /// Failed inside a block whose `rescue` then ran (counted as rescued, not failed).
+    #[serde(default)]
+    pub rescued: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -46,12 +52,27 @@ pub struct HostRecap {
     pub unreachable: u32,
     pub failed: u32,
     pub skipped: u32,
+    pub rescued: u32,
+    pub ignored: u32,
     pub round_trips: u64,
     /// Artifact bytes uploaded to the host or fetched by it.
     pub bytes_transferred: u64,
 }
 
 impl HostRecap {
+    /// Count a result as Ansible's recap does: an ignored failure is ok and ignored, a
+    /// rescued one only rescued.
+    pub fn add_result(&mut self, r: &TaskResult) {
+        match r.status {
+            TaskStatus::Failed if r.rescued => self.rescued += 1,
+            TaskStatus::Failed if r.ignored => {
+                self.ok += 1;
+                self.ignored += 1;
+            }
+            s => self.add(s),
+        }
+    }
+
     pub fn add(&mut self, status: TaskStatus) {
         match status {
             TaskStatus::Ok => self.ok += 1,

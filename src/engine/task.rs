@@ -37,17 +37,17 @@ impl HostRunner<'_> {
     }
 
     pub(super) fn context(&self, task: &Task, item: Option<&Value>) -> Result<Value, String> {
-        self.context_in(self.play(), task, item)
+        self.context_in(self.state.play_index, task, item)
     }
 
-    /// The task's variables as they will be in `play` (a later play's own vars, for reading
-    /// ahead what its tasks need).
+    /// The variables of `task` of play `pi` on this host, in Ansible's precedence.
     pub(super) fn context_in(
         &self,
-        play: &crate::playbook::Play,
+        pi: usize,
         task: &Task,
         item: Option<&Value>,
     ) -> Result<Value, String> {
+        let play = &self.run.playbook.plays[pi];
         let slot = self.slot(self.host);
         let conn = slot.lock().expect("host slot");
         let empty = serde_yaml::Mapping::new();
@@ -57,17 +57,35 @@ impl HostRunner<'_> {
             .host(self.host)
             .map(|h| &h.vars)
             .unwrap_or(&empty);
+        let mut defaults = vec![&play.role_defaults];
+        let mut layers = vec![&play.vars, &play.file_vars, &play.role_vars];
+        if let Some(r) = &task.role {
+            defaults.push(&r.defaults);
+            layers.push(&r.vars);
+        }
+        layers.push(&task.vars);
+        let includes = self.flow.params.borrow();
+        let mut params: Vec<&serde_yaml::Mapping> = includes.iter().collect();
+        params.push(&task.params);
+        let mut role_magic = serde_yaml::Mapping::new();
+        if let Some(r) = &task.role {
+            role_magic.insert("role_name".into(), r.name.clone().into());
+            role_magic.insert("role_path".into(), r.dir.display().to_string().into());
+            params.push(&role_magic);
+        }
+        let loop_var = task.loop_var.as_deref().unwrap_or("item");
         context(
             &self.run.templates,
             &self.state.shared(),
             &Scope {
                 host: self.host,
+                defaults,
                 inventory,
-                play_vars: &play.vars,
-                task_vars: &task.vars,
+                play: layers,
                 facts: conn.view.facts(),
                 registered: &conn.registered,
-                item,
+                params,
+                item: item.map(|i| (loop_var, i)),
             },
         )
         .map_err(|e| e.to_string())
@@ -75,17 +93,25 @@ impl HostRunner<'_> {
 
     fn resolve(&self, task: &Task, ctx: &Value) -> Result<Box<dyn Module>, String> {
         let what = format!("task {:?}", task.display_name());
-        task.module
+        let module = task.module().ok_or("not a module")?;
+        // A role's task finds its templates and files in the role first.
+        let base = task.role.as_ref().map(|r| r.dir.as_path());
+        module
             .resolve(&ResolveCx {
                 templates: &self.run.templates,
                 vars: ctx,
-                base_dir: &self.run.base_dir,
+                base_dir: base.unwrap_or(&self.run.base_dir),
                 what: &what,
             })
             .map_err(|e| e.to_string())
     }
 
-    fn cond(&self, cond: &Option<Cond>, ctx: &Value, what: &str) -> Result<Option<bool>, String> {
+    pub(super) fn cond(
+        &self,
+        cond: &Option<Cond>,
+        ctx: &Value,
+        what: &str,
+    ) -> Result<Option<bool>, String> {
         let Some(Cond(exprs)) = cond else {
             return Ok(None);
         };
@@ -102,20 +128,23 @@ impl HostRunner<'_> {
         Ok(Some(true))
     }
 
-    /// Run a task (all its loop items) and report it. Returns its overall status.
+    /// Run a task (all its loop items) and report it. Returns its overall status and
+    /// whether a failure is ignored (`ignore_errors`).
     pub(super) fn run_task(
         &self,
         task: &Task,
-        index: Option<usize>,
         handler: bool,
         notified: &mut BTreeSet<String>,
-    ) -> TaskStatus {
+    ) -> (TaskStatus, bool) {
         let started = Instant::now();
         let name = task.display_name();
         self.run.reporter.task_start(self.host, &name);
-        let step = match (task.run_once, index) {
-            (true, Some(i)) => {
-                let cell = self.state.run_once_cell(i);
+        // Tasks live as long as the run (in the playbook or a shared include), so their
+        // address names them for every host.
+        let key = task as *const Task as usize;
+        let step = match (task.run_once, handler) {
+            (true, false) => {
+                let cell = self.state.run_once_cell(key);
                 let mut guard = cell.lock().expect("run_once cell");
                 match &*guard {
                     Some((host, status, value)) => {
@@ -150,6 +179,15 @@ impl HostRunner<'_> {
         if step.status == TaskStatus::Changed {
             notified.extend(task.notify.iter().cloned());
         }
+        let ignored = step.status == TaskStatus::Failed && self.ignores(task);
+        if step.status == TaskStatus::Failed {
+            // As Ansible names it there: the task's own name, without its role.
+            let own = task
+                .name
+                .clone()
+                .unwrap_or_else(|| name.rsplit(" : ").next().unwrap_or(&name).to_string());
+            *self.flow.last_failed.borrow_mut() = Some((own, step.value()));
+        }
         let redact = |s: &str| self.run.redactor.redact(s);
         let result = TaskResult {
             play: self.run.playbook.plays[self.state.play_index].display_name(),
@@ -162,7 +200,7 @@ impl HostRunner<'_> {
             } else {
                 redact(&step.msg)
             },
-            diffs: if task.no_log {
+            diffs: if task.no_log || task.diff == Some(false) {
                 Vec::new()
             } else {
                 step.diffs
@@ -178,10 +216,25 @@ impl HostRunner<'_> {
             duration: started.elapsed(),
             no_log: task.no_log,
             handler,
+            ignored,
+            rescued: false,
         };
         let status = result.status;
         self.defer_or_report(result, step.deferred, task);
-        status
+        (status, ignored)
+    }
+
+    /// `ignore_errors`, rendered for this host when it is a template.
+    fn ignores(&self, task: &Task) -> bool {
+        if let Some(b) = task.ignore_errors.literal() {
+            return b;
+        }
+        self.context(task, None)
+            .and_then(|ctx| {
+                task.ignore_errors
+                    .resolve(&self.run.templates, &ctx, "ignore_errors")
+            })
+            .unwrap_or(false)
     }
 
     fn run_items(&self, task: &Task) -> Step {
@@ -226,7 +279,60 @@ impl HostRunner<'_> {
         out
     }
 
-    fn run_one(&self, task: &Task, ctx: &Value, _item: Option<&Value>) -> Step {
+    /// One execution (one loop item), again while `until` does not hold, as Ansible
+    /// retries: `retries` (default 3) more attempts, `delay` seconds (default 5) apart.
+    fn run_one(&self, task: &Task, ctx: &Value, item: Option<&Value>) -> Step {
+        let Some(until) = &task.until else {
+            return self.run_once_(task, ctx, item);
+        };
+        let attempts = task.retries.unwrap_or(3).max(1) + 1;
+        let what = format!("task {:?} until", task.display_name());
+        let mut n = 0;
+        loop {
+            n += 1;
+            let ctx = if n == 1 {
+                ctx.clone()
+            } else {
+                match self.context(task, item) {
+                    Ok(c) => c,
+                    Err(e) => return Step::new(TaskStatus::Failed, e),
+                }
+            };
+            let mut step = self.run_once_(task, &ctx, item);
+            step.set("attempts", Value::from(n));
+            if step.status == TaskStatus::Skipped {
+                return step;
+            }
+            let mut more = BTreeMap::from([("result".to_string(), step.value())]);
+            if let Some(reg) = &task.register {
+                more.insert(reg.clone(), step.value());
+            }
+            let rctx = crate::vars::with(&ctx, more);
+            match self.cond(&Some(until.clone()), &rctx, &what) {
+                Err(e) => return Step::new(TaskStatus::Failed, e),
+                Ok(Some(true)) => return step,
+                _ if n >= attempts => {
+                    let mut s = Step::new(
+                        TaskStatus::Failed,
+                        format!("until: still false after {n} attempts ({})", step.msg),
+                    );
+                    s.registered = step.registered;
+                    s.set("failed", Value::from(true));
+                    s.set("attempts", Value::from(n));
+                    return s;
+                }
+                _ => {
+                    self.run.reporter.task_start(
+                        self.host,
+                        &format!("{} (retry {n}/{})", task.display_name(), attempts - 1),
+                    );
+                    std::thread::sleep(std::time::Duration::from_secs(task.delay.unwrap_or(5)));
+                }
+            }
+        }
+    }
+
+    fn run_once_(&self, task: &Task, ctx: &Value, _item: Option<&Value>) -> Step {
         let what = format!("task {:?}", task.display_name());
         match self.cond(&task.when, ctx, &format!("{what} when")) {
             Err(e) => return Step::new(TaskStatus::Failed, e),
@@ -246,6 +352,22 @@ impl HostRunner<'_> {
         let mut step = self.run_module(task, ctx, &*module);
         for (k, v) in std::mem::take(&mut *self.outputs.borrow_mut()) {
             step.set(&k, v);
+        }
+        if step.status != TaskStatus::Failed
+            && task.module().is_some_and(crate::modules::sets_facts)
+        {
+            // set_fact and include_vars: the host's variables from now on, in every play.
+            if let Some(facts) = step.registered.get("ansible_facts").cloned() {
+                let slot = self.slot(self.host);
+                let mut conn = slot.lock().expect("host slot");
+                if let Ok(keys) = facts.try_iter() {
+                    for k in keys {
+                        if let (Some(name), Ok(v)) = (k.as_str(), facts.get_item(&k)) {
+                            conn.registered.insert(name.to_string(), v);
+                        }
+                    }
+                }
+            }
         }
         step
     }
@@ -297,10 +419,21 @@ impl HostRunner<'_> {
             }
         }
         *self.outputs.borrow_mut() = outputs;
-        let (ops, diffs) = match planned {
+        let (mut ops, diffs) = match planned {
             Planned::NoChange { reason } => return Step::new(TaskStatus::Ok, reason),
             Planned::Change { ops, diffs } => (ops, diffs),
         };
+        match self.environment(task, ctx) {
+            Ok(env) if !env.is_empty() => {
+                for op in &mut ops {
+                    if let crate::plan::Op::Exec { command, .. } = op {
+                        *command = format!("{env}{command}");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Step::new(TaskStatus::Failed, e),
+        }
         let mode = if task.check_mode.unwrap_or(self.run.opts.check) {
             Mode::Check
         } else {
@@ -317,6 +450,27 @@ impl HostRunner<'_> {
             step = self.command_result(task, ctx, step, *out);
         }
         step
+    }
+
+    /// The play's and the task's `environment`, rendered, as `export` words for a command.
+    fn environment(&self, task: &Task, ctx: &Value) -> Result<String, String> {
+        let mut env = self.play().environment.clone();
+        env.extend(task.environment.clone());
+        let mut out = String::new();
+        for (k, v) in &env {
+            let name = k.as_str().unwrap_or_default();
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(format!("environment: {k:?} is not a variable name"));
+            }
+            let value = render_yaml(&self.run.templates, v, ctx, "environment")
+                .map_err(|e| e.to_string())?;
+            let text = match value.as_str() {
+                Some(s) => s.to_string(),
+                None => value.to_string(),
+            };
+            out.push_str(&format!("export {name}={}; ", crate::shell::quote(&text)));
+        }
+        Ok(out)
     }
 
     /// A command's result as Ansible registers it, then `failed_when` and `changed_when`.
@@ -341,13 +495,6 @@ impl HostRunner<'_> {
                 Value::from(stderr.lines().map(str::to_string).collect::<Vec<_>>()),
             );
             let mut rctx: BTreeMap<String, Value> = BTreeMap::new();
-            if let Ok(iter) = ctx.try_iter() {
-                for k in iter {
-                    if let (Some(key), Ok(v)) = (k.as_str(), ctx.get_item(&k)) {
-                        rctx.insert(key.to_string(), v);
-                    }
-                }
-            }
             for (k, v) in &step.registered {
                 rctx.insert(k.clone(), v.clone());
             }
@@ -355,7 +502,7 @@ impl HostRunner<'_> {
             if let Some(reg) = &task.register {
                 rctx.insert(reg.clone(), step.value());
             }
-            let rctx = Value::from(rctx);
+            let rctx = crate::vars::with(ctx, rctx);
             match self.cond(&task.failed_when, &rctx, &format!("{what} failed_when")) {
                 Err(e) => return Step::new(TaskStatus::Failed, e),
                 Ok(Some(f)) => {

@@ -20,6 +20,14 @@ pub mod swap;
 pub mod sysctl;
 pub mod systemd;
 pub mod template;
+// Ansible's builtin modules for playbooks as users write them.
+pub mod assert;
+pub mod debug;
+pub mod include_vars;
+pub mod lineinfile;
+pub mod replace;
+pub mod set_fact;
+pub mod stat;
 
 use std::path::Path;
 
@@ -92,6 +100,15 @@ pub enum ModuleArgs {
     Artifact(artifact::Args),
     Sysctl(sysctl::Args),
     Modprobe(modprobe::Args),
+    SetFact(set_fact::Args),
+    IncludeVars(include_vars::Args),
+    Debug(debug::Args),
+    Assert(assert::Args),
+    Fail(assert::FailArgs),
+    LineInFile(lineinfile::Args),
+    Stat(stat::Args),
+    Replace(replace::Args),
+    BlockInFile(replace::BlockArgs),
 }
 
 /// Module names accepted in playbooks (Ansible's FQCNs too, where one exists).
@@ -113,10 +130,38 @@ pub const MODULE_NAMES: &[&str] = &[
     "artifact",
     "sysctl",
     "modprobe",
+    "set_fact",
+    "include_vars",
+    "debug",
+    "assert",
+    "fail",
+    "service",
+    "lineinfile",
+    "stat",
+    "replace",
+    "blockinfile",
 ];
+
+/// Modules that run on the controller only (variables, messages, checks): nothing to apply.
+pub fn controller_side(m: &ModuleArgs) -> bool {
+    matches!(
+        m,
+        ModuleArgs::SetFact(_)
+            | ModuleArgs::IncludeVars(_)
+            | ModuleArgs::Debug(_)
+            | ModuleArgs::Assert(_)
+            | ModuleArgs::Fail(_)
+    )
+}
+
+/// Modules whose `ansible_facts` become the host's variables.
+pub fn sets_facts(m: &ModuleArgs) -> bool {
+    matches!(m, ModuleArgs::SetFact(_) | ModuleArgs::IncludeVars(_))
+}
 
 pub fn canonical_name(key: &str) -> Option<&'static str> {
     let short = key.strip_prefix("ansible.builtin.").unwrap_or(key);
+    let short = short.strip_prefix("ansible.legacy.").unwrap_or(short);
     let short = short.strip_prefix("bootstrapctl.").unwrap_or(short);
     let short = short.strip_prefix("ansible.posix.").unwrap_or(short);
     let short = short.strip_prefix("community.general.").unwrap_or(short);
@@ -150,6 +195,15 @@ impl ModuleArgs {
             ModuleArgs::Artifact(_) => "artifact",
             ModuleArgs::Sysctl(_) => "sysctl",
             ModuleArgs::Modprobe(_) => "modprobe",
+            ModuleArgs::SetFact(_) => "set_fact",
+            ModuleArgs::IncludeVars(_) => "include_vars",
+            ModuleArgs::Debug(_) => "debug",
+            ModuleArgs::Assert(_) => "assert",
+            ModuleArgs::Fail(_) => "fail",
+            ModuleArgs::LineInFile(_) => "lineinfile",
+            ModuleArgs::Stat(_) => "stat",
+            ModuleArgs::Replace(_) => "replace",
+            ModuleArgs::BlockInFile(_) => "blockinfile",
         }
     }
 
@@ -189,6 +243,15 @@ impl ModuleArgs {
             ModuleArgs::Artifact(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Sysctl(a) => Box::new(a.resolve(cx)?),
             ModuleArgs::Modprobe(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::SetFact(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::IncludeVars(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Debug(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Assert(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Fail(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::LineInFile(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Stat(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::Replace(a) => Box::new(a.resolve(cx)?),
+            ModuleArgs::BlockInFile(a) => Box::new(a.resolve(cx)?),
         })
     }
 }
@@ -206,7 +269,9 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "file" => ModuleArgs::File(Deserialize::deserialize(d)?),
             "command" => ModuleArgs::Command(Deserialize::deserialize(d)?),
             "shell" => ModuleArgs::Shell(Deserialize::deserialize(d)?),
-            "systemd" | "systemd_service" => ModuleArgs::Systemd(Deserialize::deserialize(d)?),
+            "systemd" | "systemd_service" | "service" => {
+                ModuleArgs::Systemd(Deserialize::deserialize(d)?)
+            }
             "swap" => ModuleArgs::Swap(Deserialize::deserialize(d)?),
             "kube_flags" => ModuleArgs::KubeFlags(Deserialize::deserialize(d)?),
             "kube_object" => ModuleArgs::KubeObject(Deserialize::deserialize(d)?),
@@ -217,6 +282,15 @@ impl<'de> DeserializeSeed<'de> for ArgsSeed {
             "artifact" => ModuleArgs::Artifact(Deserialize::deserialize(d)?),
             "sysctl" => ModuleArgs::Sysctl(Deserialize::deserialize(d)?),
             "modprobe" => ModuleArgs::Modprobe(Deserialize::deserialize(d)?),
+            "set_fact" => ModuleArgs::SetFact(Deserialize::deserialize(d)?),
+            "include_vars" => ModuleArgs::IncludeVars(Deserialize::deserialize(d)?),
+            "debug" => ModuleArgs::Debug(Deserialize::deserialize(d)?),
+            "assert" => ModuleArgs::Assert(Deserialize::deserialize(d)?),
+            "fail" => ModuleArgs::Fail(Deserialize::deserialize(d)?),
+            "lineinfile" => ModuleArgs::LineInFile(Deserialize::deserialize(d)?),
+            "stat" => ModuleArgs::Stat(Deserialize::deserialize(d)?),
+            "replace" => ModuleArgs::Replace(Deserialize::deserialize(d)?),
+            "blockinfile" => ModuleArgs::BlockInFile(Deserialize::deserialize(d)?),
             other => unreachable!("ArgsSeed built for unknown module {other}"),
         })
     }

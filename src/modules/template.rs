@@ -39,7 +39,15 @@ pub(crate) fn absolute(path: String, arg: &str) -> Result<String, ModuleError> {
 impl Args {
     pub fn resolve(&self, cx: &ResolveCx<'_>) -> Result<ManagedFile, ModuleError> {
         let src = self.src.resolve(cx.templates, cx.vars, cx.what)?;
-        let content = cx.templates.render_file(&src, cx.vars)?;
+        // A role's own templates/ first (base_dir is the role's directory for its tasks).
+        let own = [
+            cx.base_dir.join("templates").join(&src),
+            cx.base_dir.join(&src),
+        ];
+        let content = match own.iter().find(|p| p.is_file()) {
+            Some(p) => cx.templates.render_path(p, &src, cx.vars)?,
+            None => cx.templates.render_file(&src, cx.vars)?,
+        };
         Ok(ManagedFile {
             force: true,
             dest: absolute(self.dest.resolve(cx.templates, cx.vars, cx.what)?, "dest")?,

@@ -23,16 +23,21 @@ pub enum PlaybookError {
     Invalid { path: PathBuf, message: String },
 }
 
-pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+/// Load a playbook file, looking for roles in `roles/` beside it, then in `roles_path`.
+pub fn load_with(path: &Path, roles_path: &[PathBuf]) -> Result<Playbook, PlaybookError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path)
+    parse_roles(&text, path, roles_path)
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
-    parse_with(text, path, &|name: &str, base: &Path| {
+    parse_roles(text, path, &[])
+}
+
+fn parse_roles(text: &str, path: &Path, roles_path: &[PathBuf]) -> Result<Playbook, PlaybookError> {
+    parse_full(text, path, roles_path, &|name: &str, base: &Path| {
         let p = base.parent().unwrap_or(Path::new(".")).join(name);
         std::fs::read_to_string(&p)
             .map(|t| (t, p.clone()))
@@ -48,7 +53,16 @@ pub fn parse_with(
     path: &Path,
     import: Importer<'_>,
 ) -> Result<Playbook, PlaybookError> {
-    let plays = expand(text, path, import, 0)?;
+    parse_full(text, path, &[], import)
+}
+
+fn parse_full(
+    text: &str,
+    path: &Path,
+    roles_path: &[PathBuf],
+    import: Importer<'_>,
+) -> Result<Playbook, PlaybookError> {
+    let plays = expand(text, path, roles_path, import, 0)?;
     validate(&plays, path)?;
     Ok(Playbook { plays })
 }
@@ -56,6 +70,7 @@ pub fn parse_with(
 fn expand(
     text: &str,
     path: &Path,
+    roles_path: &[PathBuf],
     import: Importer<'_>,
     depth: usize,
 ) -> Result<Vec<Play>, PlaybookError> {
@@ -69,18 +84,23 @@ fn expand(
         ));
     }
     let plays: Vec<Play> = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
+    warn_integer_modes(path, text);
     let mut out = Vec::new();
     for (i, play) in plays.into_iter().enumerate() {
         match &play.import_playbook {
             Some(name) => {
-                if !play.hosts.is_empty() || !play.tasks.is_empty() || !play.handlers.is_empty() {
+                if !play.hosts.is_empty()
+                    || !play.tasks.is_empty()
+                    || !play.handlers.is_empty()
+                    || !play.roles.is_empty()
+                {
                     return Err(invalid(format!(
                         "entry {}: import_playbook stands alone (no hosts, tasks or handlers)",
                         i + 1
                     )));
                 }
                 let (t, p) = import(name, path)?;
-                out.extend(expand(&t, &p, import, depth + 1)?);
+                out.extend(expand(&t, &p, roles_path, import, depth + 1)?);
             }
             None if play.hosts.is_empty() => {
                 return Err(invalid(format!("play {}: `hosts` is required", i + 1)));
@@ -88,6 +108,8 @@ fn expand(
             None => {
                 let mut play = play;
                 play.source = path.to_path_buf();
+                let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                super::expand::PlayLoad::new(dir, roles_path).play(&mut play)?;
                 out.push(play);
             }
         }
@@ -112,12 +134,20 @@ fn validate(plays: &[Play], path: &Path) -> Result<(), PlaybookError> {
                     message: format!("play {:?}: {message}", play.display_name()),
                 })?;
         }
-        for task in play.tasks.iter().chain(&play.handlers) {
+        let handlers = {
+            let mut v = Vec::new();
+            for h in &play.handlers {
+                h.walk(&mut v);
+            }
+            v
+        };
+        for task in play.all_tasks() {
             for n in &task.notify {
-                let known = play
-                    .handlers
-                    .iter()
-                    .any(|h| h.name.as_deref() == Some(n.as_str()) || h.listen.contains(n));
+                let known = handlers.iter().any(|h| {
+                    h.name.as_deref() == Some(n.as_str())
+                        || h.listen.contains(n)
+                        || h.display_name() == *n
+                });
                 if !known {
                     return Err(PlaybookError::Invalid {
                         path: path.to_path_buf(),
@@ -132,6 +162,39 @@ fn validate(plays: &[Play], path: &Path) -> Result<(), PlaybookError> {
         }
     }
     Ok(())
+}
+
+/// The deliberate divergence from Ansible, said at load time: an unquoted `mode: 644` is a
+/// YAML integer, which Ansible applies as the decimal number 644 (mode 01204); bootstrapctl
+/// reads the digits as octal (0644), as their writer meant. Returns the warnings.
+pub fn integer_mode_warnings(path: &Path, text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"(^|[\s{,])mode:\s*([1-7][0-7]{2,3})\s*($|[,}#])")
+        .expect("static regex");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(c) = re.captures(line) {
+            let m = c.get(2).expect("group");
+            out.push(format!(
+                "{}:{}:{}: mode: {} is a YAML integer: Ansible applies it as decimal {} (mode {:o}); bootstrapctl reads it as octal 0{}. Quote it (mode: \"0{}\") to mean the same under both",
+                path.display(),
+                i + 1,
+                m.start() + 1,
+                m.as_str(),
+                m.as_str(),
+                m.as_str().parse::<u32>().unwrap_or(0),
+                m.as_str(),
+                m.as_str()
+            ));
+        }
+    }
+    out
+}
+
+/// Print [`integer_mode_warnings`] on stderr.
+pub fn warn_integer_modes(path: &Path, text: &str) {
+    for w in integer_mode_warnings(path, text) {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// serde_yaml puts " at line L column C" at the end of its messages; we put it in front.
@@ -200,6 +263,7 @@ fn find_key(source: &str, line: usize, column: usize, key: &str) -> Option<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::playbook::BoolKw;
 
     fn err(text: &str) -> String {
         parse(text, Path::new("site.yaml")).unwrap_err().to_string()
@@ -212,7 +276,7 @@ mod tests {
             Path::new("site.yaml"),
         )
         .unwrap();
-        assert_eq!(pb.plays[0].tasks[0].module.name(), "copy");
+        assert_eq!(pb.plays[0].tasks[0].module().unwrap().name(), "copy");
         assert_eq!(pb.plays[0].tasks[0].notify, vec!["h"]);
     }
 
@@ -263,7 +327,7 @@ mod tests {
     fn errors_name_file_line_and_column() {
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - name: x\n      copyy: {dest: /x}\n"),
-            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, artifact, sysctl, modprobe; keywords: name, when, changed_when, failed_when, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, vars, become, become_user, check_mode)"
+            "site.yaml:4:7: [0].tasks[0]: unknown module or task keyword `copyy` (did you mean `copy`? modules: template, copy, file, command, shell, systemd, systemd_service, swap, kube_flags, kube_object, bootstrap_token, kube_wait, kube_csr_approve, kubelet_join_state, artifact, sysctl, modprobe, set_fact, include_vars, debug, assert, fail, service, lineinfile, stat, replace, blockinfile; keywords: name, when, changed_when, failed_when, until, retries, delay, notify, listen, register, delegate_to, run_once, no_log, ignore_errors, tags, loop, with_items, with_list, with_dict, loop_control, vars, become, become_user, check_mode, environment, diff, args, block, rescue, always, meta, import_tasks, include_tasks, import_role, include_role, debugger)"
         );
         assert_eq!(
             err("- hosts: all\n  tasks:\n    - copy: {dest: /x, content: y, mdoe: '0644'}\n"),
@@ -275,7 +339,7 @@ mod tests {
         );
         assert_eq!(
             err("- hosts: all\n  taks: []\n"),
-            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `import_playbook`, `vars`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `tasks`, `handlers`"
+            "site.yaml:2:3: [0]: unknown field `taks`, expected one of `name`, `hosts`, `ansible.builtin.import_playbook`, `import_playbook`, `vars`, `vars_files`, `become`, `become_user`, `serial`, `max_fail_percentage`, `any_errors_fatal`, `gather_facts`, `tags`, `environment`, `pre_tasks`, `roles`, `tasks`, `post_tasks`, `handlers`, `strategy`"
         );
         assert_eq!(
             err("- hosts: all\n  tasks: [\n"),
@@ -288,6 +352,37 @@ mod tests {
     }
 
     #[test]
+    fn with_dict_key_value_args_and_diff_keyword() {
+        let pb = parse(
+            "- hosts: all\n  tasks:\n    - copy: content=x dest=/etc/{{ item.key }} mode=0600\n      with_dict: {a: 1}\n      diff: no\n    - command: echo hi\n      args: {chdir: /tmp}\n      with_dict: '{{ m }}'\n",
+            Path::new("site.yaml"),
+        )
+        .unwrap();
+        let t = &pb.plays[0].tasks;
+        assert_eq!(
+            t[0].loop_,
+            Some(serde_yaml::from_str("[{key: a, value: 1}]").unwrap())
+        );
+        assert_eq!(t[0].diff, Some(false));
+        assert_eq!(t[1].loop_, Some("{{ (m) | dict2items }}".into()));
+        assert_eq!(
+            err("- hosts: all\n  tasks:\n    - copy: {dest: /x}\n      args: {content: y}\n"),
+            "site.yaml:3:7: [0].tasks[0]: `copy` has its arguments both as a mapping and in `args`: give them in one place"
+        );
+    }
+
+    #[test]
+    fn an_integer_mode_is_warned_about_with_its_position() {
+        let w = integer_mode_warnings(
+            Path::new("site.yaml"),
+            "- file: {path: /x, mode: 644}\n- copy:\n    mode: 0644\n    dest: /y\n- file:\n    mode: 755\n- file: mode=644\n",
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w[0], "site.yaml:1:26: mode: 644 is a YAML integer: Ansible applies it as decimal 644 (mode 1204); bootstrapctl reads it as octal 0644. Quote it (mode: \"0644\") to mean the same under both");
+        assert!(w[1].starts_with("site.yaml:6:11: mode: 755"), "{}", w[1]);
+    }
+
+    #[test]
     fn yaml_1_1_and_quoted_booleans_are_read_as_ansible_reads_them() {
         let pb = parse(
             "- hosts: all\n  become: yes\n  gather_facts: no\n  any_errors_fatal: 'True'\n  tasks:\n    - systemd: {name: k, enabled: yes, daemon_reload: on}\n      ignore_errors: yes\n      no_log: 'off'\n      run_once: 1\n      become: No\n      check_mode: n\n",
@@ -296,21 +391,25 @@ mod tests {
         .unwrap();
         let play = &pb.plays[0];
         assert_eq!(
-            (play.become_, play.gather_facts, play.any_errors_fatal),
-            (Some(true), false, true)
+            (
+                play.become_,
+                play.gather_facts,
+                play.any_errors_fatal.clone()
+            ),
+            (Some(true), false, BoolKw::Lit(true))
         );
         let t = &play.tasks[0];
         assert_eq!(
             (
-                t.ignore_errors,
+                t.ignore_errors.clone(),
                 t.no_log,
                 t.run_once,
                 t.become_,
                 t.check_mode
             ),
-            (true, false, true, Some(false), Some(false))
+            (BoolKw::Lit(true), false, true, Some(false), Some(false))
         );
-        let crate::modules::ModuleArgs::Systemd(a) = &t.module else {
+        let Some(crate::modules::ModuleArgs::Systemd(a)) = t.module() else {
             panic!("systemd args");
         };
         assert_eq!(a.enabled, Some(crate::template::Tpl::Literal(true)));

@@ -1,12 +1,13 @@
-//! The Play, Task and Handler model, deserialized straight from the YAML stream so every
-//! unknown key, unknown module and wrong type is reported with file:line:column.
+//! The Play model and the keyword value types (serial, conditions, Ansible booleans),
+//! deserialized straight from the YAML stream so every unknown key and wrong type is
+//! reported with file:line:column. Tasks are in `task.rs`.
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::modules::{canonical_name, ArgsSeed, ModuleArgs};
+use super::task::Task;
 
 #[derive(Debug, Clone)]
 pub struct Playbook {
@@ -102,40 +103,42 @@ pub struct AnsibleBool(pub bool);
 
 impl<'de> Deserialize<'de> for AnsibleBool {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnsibleBool, D::Error> {
-        // A visitor, not an untagged enum, so an error points at the value itself.
-        struct V;
-        fn bad<E: de::Error>(shown: String) -> E {
-            E::custom(format!(
-                "{shown} is not a boolean (true/false, yes/no, on/off, 1/0)"
-            ))
+        d.deserialize_any(AnsibleBoolVisitor)
+    }
+}
+
+/// A visitor, not an untagged enum, so an error points at the value itself.
+struct AnsibleBoolVisitor;
+
+fn bad<E: de::Error>(shown: String) -> E {
+    E::custom(format!(
+        "{shown} is not a boolean (true/false, yes/no, on/off, 1/0)"
+    ))
+}
+impl Visitor<'_> for AnsibleBoolVisitor {
+    type Value = AnsibleBool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a boolean (true/false, yes/no, on/off, 1/0)")
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<AnsibleBool, E> {
+        Ok(AnsibleBool(b))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<AnsibleBool, E> {
+        match n {
+            0 | 1 => Ok(AnsibleBool(n == 1)),
+            _ => Err(bad(n.to_string())),
         }
-        impl Visitor<'_> for V {
-            type Value = AnsibleBool;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean (true/false, yes/no, on/off, 1/0)")
-            }
-            fn visit_bool<E: de::Error>(self, b: bool) -> Result<AnsibleBool, E> {
-                Ok(AnsibleBool(b))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<AnsibleBool, E> {
-                match n {
-                    0 | 1 => Ok(AnsibleBool(n == 1)),
-                    _ => Err(bad(n.to_string())),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<AnsibleBool, E> {
-                match n {
-                    0 | 1 => Ok(AnsibleBool(n == 1)),
-                    _ => Err(bad(n.to_string())),
-                }
-            }
-            fn visit_str<E: de::Error>(self, t: &str) -> Result<AnsibleBool, E> {
-                crate::yaml11::ansible_boolean(t)
-                    .map(AnsibleBool)
-                    .ok_or_else(|| bad(format!("{t:?}")))
-            }
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<AnsibleBool, E> {
+        match n {
+            0 | 1 => Ok(AnsibleBool(n == 1)),
+            _ => Err(bad(n.to_string())),
         }
-        d.deserialize_any(V)
+    }
+    fn visit_str<E: de::Error>(self, t: &str) -> Result<AnsibleBool, E> {
+        crate::yaml11::ansible_boolean(t)
+            .map(AnsibleBool)
+            .ok_or_else(|| bad(format!("{t:?}")))
     }
 }
 
@@ -147,7 +150,78 @@ fn ansible_bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::
     AnsibleBool::deserialize(d).map(|b| Some(b.0))
 }
 
-fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// A boolean keyword that may be a template (`any_errors_fatal: "{{ x | default(true) }}"`),
+/// rendered when the play runs and then read as Ansible's `boolean()` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoolKw {
+    Lit(bool),
+    Tpl(String),
+}
+
+impl Default for BoolKw {
+    fn default() -> Self {
+        BoolKw::Lit(false)
+    }
+}
+
+impl BoolKw {
+    pub fn resolve(
+        &self,
+        t: &crate::template::Templates,
+        ctx: &minijinja::Value,
+        what: &str,
+    ) -> Result<bool, String> {
+        match self {
+            BoolKw::Lit(b) => Ok(*b),
+            BoolKw::Tpl(src) => {
+                let v = t.render_value(src, ctx, what).map_err(|e| e.to_string())?;
+                if let Some(s) = v.as_str() {
+                    return crate::yaml11::ansible_boolean(s.trim()).ok_or_else(|| {
+                        format!("{what}: rendered value {s:?} is not a boolean (true/false, yes/no, on/off, 1/0)")
+                    });
+                }
+                Ok(v.is_true())
+            }
+        }
+    }
+    /// The value when it needs no rendering.
+    pub fn literal(&self) -> Option<bool> {
+        match self {
+            BoolKw::Lit(b) => Some(*b),
+            BoolKw::Tpl(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BoolKw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<BoolKw, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BoolKw;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean (true/false, yes/no, on/off, 1/0) or a template")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<BoolKw, E> {
+                Ok(BoolKw::Lit(b))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<BoolKw, E> {
+                AnsibleBoolVisitor.visit_i64(n).map(|b| BoolKw::Lit(b.0))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<BoolKw, E> {
+                AnsibleBoolVisitor.visit_u64(n).map(|b| BoolKw::Lit(b.0))
+            }
+            fn visit_str<E: de::Error>(self, t: &str) -> Result<BoolKw, E> {
+                if crate::template::is_template(t) {
+                    return Ok(BoolKw::Tpl(t.to_string()));
+                }
+                AnsibleBoolVisitor.visit_str(t).map(|b| BoolKw::Lit(b.0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+pub(super) fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -170,13 +244,18 @@ pub struct Play {
     #[serde(default)]
     pub name: Option<String>,
     /// Required, except on an `import_playbook` entry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hosts_pattern")]
     pub hosts: String,
     /// `- import_playbook: other.yaml`: the other playbook's plays, in place.
-    #[serde(default)]
+    #[serde(default, alias = "ansible.builtin.import_playbook")]
     pub import_playbook: Option<String>,
     #[serde(default)]
     pub vars: serde_yaml::Mapping,
+    /// Files of variables, above `vars` (read when the playbook loads, into `file_vars`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub vars_files: Vec<String>,
+    #[serde(skip)]
+    pub file_vars: serde_yaml::Mapping,
     #[serde(default, rename = "become", deserialize_with = "ansible_bool_opt")]
     pub become_: Option<bool>,
     #[serde(default)]
@@ -185,19 +264,45 @@ pub struct Play {
     pub serial: Option<Serial>,
     #[serde(default)]
     pub max_fail_percentage: Option<f64>,
-    #[serde(default, deserialize_with = "ansible_bool")]
-    pub any_errors_fatal: bool,
+    #[serde(default)]
+    pub any_errors_fatal: BoolKw,
     #[serde(default = "default_true", deserialize_with = "ansible_bool")]
     pub gather_facts: bool,
     #[serde(default, deserialize_with = "string_or_list")]
     pub tags: Vec<String>,
+    /// Variables of the environment every command of the play runs with.
+    #[serde(default)]
+    pub environment: serde_yaml::Mapping,
+    #[serde(default)]
+    pub pre_tasks: Vec<Task>,
+    #[serde(default)]
+    pub roles: Vec<super::roles::RoleEntry>,
+    /// After loading: pre_tasks, roles, tasks and post_tasks in order, with the handler
+    /// flushes Ansible makes between them.
     #[serde(default)]
     pub tasks: Vec<Task>,
     #[serde(default)]
+    pub post_tasks: Vec<Task>,
+    #[serde(default)]
     pub handlers: Vec<Task>,
+    /// Accepted and ignored: bootstrapctl runs every host through its tasks on its own
+    /// (Ansible's `free` strategy, with plays as barriers).
+    #[serde(default, rename = "strategy")]
+    pub _strategy: Option<String>,
+    /// The defaults and vars of every role of the play, in order (Ansible exposes them to
+    /// the whole play).
+    #[serde(skip)]
+    pub role_defaults: serde_yaml::Mapping,
+    #[serde(skip)]
+    pub role_vars: serde_yaml::Mapping,
     /// The file this play came from (imports keep theirs), for messages.
     #[serde(skip)]
     pub source: std::path::PathBuf,
+}
+
+/// `hosts: a:b` or `hosts: [a, b]` (a list is the union).
+fn hosts_pattern<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    string_or_list(d).map(|v| v.join(":"))
 }
 
 fn default_true() -> bool {
@@ -208,171 +313,14 @@ impl Play {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.hosts.clone())
     }
-}
 
-#[derive(Debug, Clone)]
-pub struct Task {
-    pub name: Option<String>,
-    pub module: ModuleArgs,
-    pub when: Option<Cond>,
-    pub changed_when: Option<Cond>,
-    pub failed_when: Option<Cond>,
-    pub notify: Vec<String>,
-    pub listen: Vec<String>,
-    pub register: Option<String>,
-    pub delegate_to: Option<String>,
-    pub run_once: bool,
-    pub no_log: bool,
-    pub ignore_errors: bool,
-    pub tags: Vec<String>,
-    pub loop_: Option<serde_yaml::Value>,
-    pub vars: serde_yaml::Mapping,
-    pub become_: Option<bool>,
-    pub become_user: Option<String>,
-    /// `false`: run even in --check (read-only commands whose output later tasks need);
-    /// `true`: never change anything, even without --check.
-    pub check_mode: Option<bool>,
-}
-
-impl Task {
-    pub fn display_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| self.module.name().to_string())
-    }
-}
-
-const TASK_KEYWORDS: &[&str] = &[
-    "name",
-    "when",
-    "changed_when",
-    "failed_when",
-    "notify",
-    "listen",
-    "register",
-    "delegate_to",
-    "run_once",
-    "no_log",
-    "ignore_errors",
-    "tags",
-    "loop",
-    "with_items",
-    "vars",
-    "become",
-    "become_user",
-    "check_mode",
-];
-
-impl<'de> Deserialize<'de> for Task {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Task, D::Error> {
-        d.deserialize_map(TaskVisitor)
-    }
-}
-
-struct TaskVisitor;
-
-/// A task's keywords while its mapping is read; the module comes separately.
-#[derive(Default)]
-struct Keywords {
-    when: Option<Cond>,
-    changed_when: Option<Cond>,
-    failed_when: Option<Cond>,
-    notify: Vec<String>,
-    listen: Vec<String>,
-    register: Option<String>,
-    delegate_to: Option<String>,
-    run_once: bool,
-    no_log: bool,
-    ignore_errors: bool,
-    tags: Vec<String>,
-    loop_: Option<serde_yaml::Value>,
-    vars: serde_yaml::Mapping,
-    become_: Option<bool>,
-    become_user: Option<String>,
-    check_mode: Option<bool>,
-}
-
-impl<'de> Visitor<'de> for TaskVisitor {
-    type Value = Task;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a task: a mapping with one module and task keywords")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Task, A::Error> {
-        let mut name = None;
-        let mut module: Option<ModuleArgs> = None;
-        let mut t = Keywords::default();
-        #[derive(Deserialize)]
-        struct Strings(#[serde(deserialize_with = "string_or_list")] Vec<String>);
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "name" => name = Some(map.next_value()?),
-                "when" => t.when = Some(map.next_value()?),
-                "changed_when" => t.changed_when = Some(map.next_value()?),
-                "failed_when" => t.failed_when = Some(map.next_value()?),
-                "notify" => t.notify = map.next_value::<Strings>()?.0,
-                "listen" => t.listen = map.next_value::<Strings>()?.0,
-                "register" => t.register = Some(map.next_value()?),
-                "delegate_to" => t.delegate_to = Some(map.next_value()?),
-                "run_once" => t.run_once = map.next_value::<AnsibleBool>()?.0,
-                "no_log" => t.no_log = map.next_value::<AnsibleBool>()?.0,
-                "ignore_errors" => t.ignore_errors = map.next_value::<AnsibleBool>()?.0,
-                "tags" => t.tags = map.next_value::<Strings>()?.0,
-                "loop" | "with_items" => t.loop_ = Some(map.next_value()?),
-                "vars" => t.vars = map.next_value()?,
-                "become" => t.become_ = Some(map.next_value::<AnsibleBool>()?.0),
-                "become_user" => t.become_user = Some(map.next_value()?),
-                "check_mode" => t.check_mode = Some(map.next_value::<AnsibleBool>()?.0),
-                other => match canonical_name(other) {
-                    Some(m) => {
-                        if let Some(prev) = &module {
-                            return Err(de::Error::custom(format!(
-                                "task has two modules: `{}` and `{other}`",
-                                prev.name()
-                            )));
-                        }
-                        module = Some(map.next_value_seed(ArgsSeed(m))?);
-                    }
-                    None => {
-                        return Err(de::Error::custom(format!(
-                            "unknown module or task keyword `{other}` (modules: {}; keywords: {})",
-                            crate::modules::MODULE_NAMES.join(", "),
-                            TASK_KEYWORDS.join(", ")
-                        )))
-                    }
-                },
-            }
+    /// Every task of the play and its handlers, blocks opened.
+    pub fn all_tasks(&self) -> Vec<&Task> {
+        let mut out = Vec::new();
+        for t in self.tasks.iter().chain(&self.handlers) {
+            t.walk(&mut out);
         }
-        let module = module.ok_or_else(|| {
-            de::Error::custom(format!(
-                "task {}has no module (one of: {})",
-                name.as_ref()
-                    .map(|n: &String| format!("{n:?} "))
-                    .unwrap_or_default(),
-                crate::modules::MODULE_NAMES.join(", ")
-            ))
-        })?;
-        Ok(Task {
-            name,
-            module,
-            when: t.when,
-            changed_when: t.changed_when,
-            failed_when: t.failed_when,
-            notify: t.notify,
-            listen: t.listen,
-            register: t.register,
-            delegate_to: t.delegate_to,
-            run_once: t.run_once,
-            no_log: t.no_log,
-            ignore_errors: t.ignore_errors,
-            tags: t.tags,
-            loop_: t.loop_,
-            vars: t.vars,
-            become_: t.become_,
-            become_user: t.become_user,
-            check_mode: t.check_mode,
-        })
+        out
     }
 }
 

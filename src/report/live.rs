@@ -37,8 +37,17 @@ pub fn result_line(r: &TaskResult, verbose: u8) -> Option<String> {
     match r.status {
         TaskStatus::Changed => Some(format!("changed: [{}] {handler}{}", r.host, r.task)),
         TaskStatus::Failed => Some(format!(
-            "failed: [{}] {handler}{}: {}",
-            r.host, r.task, r.msg
+            "failed: [{}] {handler}{}: {}{}",
+            r.host,
+            r.task,
+            r.msg,
+            if r.ignored {
+                " ...ignoring"
+            } else if r.rescued {
+                " (rescued)"
+            } else {
+                ""
+            }
         )),
         TaskStatus::Unreachable => Some(format!("unreachable: [{}] {}: {}", r.host, r.task, r.msg)),
         TaskStatus::Ok if verbose > 0 => {

@@ -21,9 +21,17 @@ use crate::template::Templates;
 use crate::vars::parse_extra_vars;
 
 pub fn load_playbook(source: &PlaybookSource) -> Result<(Playbook, PathBuf), Error> {
+    load_playbook_with(source, &[])
+}
+
+/// [`load_playbook`], with roles also looked for in `roles_path`.
+pub fn load_playbook_with(
+    source: &PlaybookSource,
+    roles_path: &[PathBuf],
+) -> Result<(Playbook, PathBuf), Error> {
     match source {
         PlaybookSource::File(p) => Ok((
-            playbook::load(p)?,
+            playbook::load_with(p, roles_path)?,
             p.parent().map(PathBuf::from).unwrap_or_default(),
         )),
         PlaybookSource::Embedded(name) => {
