@@ -11,8 +11,8 @@
 //!   holds the types callers see.
 //! - **Stand-ins**, one binary dispatched by argv[0] (`standin`), bind-mounted read-only into
 //!   every host: `systemctl`/`journalctl` (`systemctl`, `units`, `service`, `journalctl`),
-//!   `kube-apiserver` (`apiserver`), `kube-controller-manager` (`kcm`) and `kubelet`
-//!   (`kubelet`), sharing `kube` (their API client), `pki`, `tokens`, `jws`, `flagparse` and
+//!   `kube-apiserver` (`apiserver`), `kube-controller-manager` (`kcm`), `kubelet`
+//!   (`kubelet`) and `containerd` (`containerd`, a socket only), sharing `kube` (their API client), `pki`, `tokens`, `jws`, `flagparse` and
 //!   `timefmt`. `seed` lays out the control plane of `cp-1`.
 //! - The crate has no dependency on bootstrapctl, on purpose: the lab is what bootstrapctl is
 //!   checked against, so it keeps its own rules (bootstrap tokens, JWS, PKI) written from the
@@ -24,6 +24,7 @@
 #![warn(unreachable_pub)]
 
 mod apiserver;
+mod containerd;
 mod flagparse;
 mod fleet;
 mod hosts;
@@ -38,6 +39,8 @@ mod namespace;
 mod pki;
 mod probe;
 mod procs;
+mod real;
+mod realnet;
 mod seed;
 mod service;
 mod spec;

@@ -60,6 +60,8 @@ pub(crate) struct HostMounts {
     pub(crate) log_dir: PathBuf,
     /// (file or dir on the real machine, where it appears in the host) for the systemctl stand-in.
     pub(crate) systemctl_binds: Vec<(PathBuf, PathBuf)>,
+    /// More private tmpfs for this host (what real components write; see `real`).
+    pub(crate) extra_tmpfs: Vec<&'static str>,
 }
 
 fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
@@ -85,7 +87,7 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
         data: Some(CString::new("mode=0755,size=64m")?),
         remount_ro: false,
     });
-    for dir in TMPFS_DIRS {
+    for dir in TMPFS_DIRS.iter().chain(&m.extra_tmpfs) {
         out.push(Mount {
             source: CString::new(format!("lab-{}", m.name))?,
             target: cstr(Path::new(dir))?,

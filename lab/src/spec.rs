@@ -19,6 +19,9 @@ pub struct LabSpec {
     pub port: u16,
     /// Second octet of the hosts' addresses (127.SUBNET.x.y), so several labs can run at once.
     pub subnet: u8,
+    /// `scripts/real-k8s path`: run real etcd, kube-apiserver and kube-controller-manager on
+    /// the control plane and a real containerd and kubelet on the first worker (see `real`).
+    pub real_components: Option<PathBuf>,
 }
 
 /// Default SSH port of lab hosts: not 22, so a real sshd on 0.0.0.0:22 never collides.

@@ -289,6 +289,10 @@ pub enum LabCommand {
         /// Hosts get addresses 127.SUBNET.x.y; give labs that run at once different subnets.
         #[arg(long, default_value_t = 10)]
         subnet: u8,
+        /// Real etcd, kube-apiserver, kube-controller-manager, containerd and kubelet (on the
+        /// first worker) instead of the stand-ins: the directory `scripts/real-k8s path` prints.
+        #[arg(long, value_name = "DIR")]
+        real_components: Option<PathBuf>,
     },
     /// Stop exactly the processes the lab started.
     Down {

@@ -123,6 +123,16 @@ impl Lab {
     }
 
     fn up_with(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
+        Self::up_with_args(tag, control_planes, workers, &[])
+    }
+
+    /// A lab with `extra` arguments to `lab up` (e.g. `--real-components DIR`).
+    pub fn up_with_args(
+        tag: &str,
+        control_planes: usize,
+        workers: usize,
+        extra: &[&std::ffi::OsStr],
+    ) -> Option<Lab> {
         if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
             if std::env::var_os("CI").is_some() {
                 panic!("CI must run the lab tests: need root and /usr/sbin/sshd");
@@ -133,20 +143,28 @@ impl Lab {
         let dir = tempdir(tag).join("lab");
         let subnet = next_subnet();
         let port = 2222;
-        let r = run([
+        let (w, c, p, s) = (
+            workers.to_string(),
+            control_planes.to_string(),
+            port.to_string(),
+            subnet.to_string(),
+        );
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "lab".as_ref(),
             "up".as_ref(),
             "--workers".as_ref(),
-            workers.to_string().as_ref(),
+            w.as_ref(),
             "--control-planes".as_ref(),
-            control_planes.to_string().as_ref(),
+            c.as_ref(),
             "--dir".as_ref(),
             dir.as_os_str(),
             "--port".as_ref(),
-            port.to_string().as_ref(),
+            p.as_ref(),
             "--subnet".as_ref(),
-            subnet.to_string().as_ref(),
-        ] as [&std::ffi::OsStr; 12]);
+            s.as_ref(),
+        ];
+        args.extend_from_slice(extra);
+        let r = run(args);
         assert_eq!(r.code, 0, "lab up failed: {}", r.all());
         let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
         let mut hosts = Vec::new();

@@ -17,7 +17,8 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
             dir,
             port,
             subnet,
-        } => up(&dir, workers, control_planes, port, subnet),
+            real_components,
+        } => up(&dir, workers, control_planes, port, subnet, real_components),
         LabCommand::Down { dir } => down(&dir),
         LabCommand::Status { dir } => status(&dir),
         LabCommand::Reboot { host, dir } => reboot(&dir, &host),
@@ -30,6 +31,7 @@ pub fn up(
     control_planes: usize,
     port: u16,
     subnet: u8,
+    real_components: Option<std::path::PathBuf>,
 ) -> Result<i32, Error> {
     let self_exe = std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
     let standin_exe = lab::standin_binary(&self_exe);
@@ -41,6 +43,7 @@ pub fn up(
         standin_exe,
         port,
         subnet,
+        real_components: real_components.clone(),
     }) {
         Ok(info) => info,
         // Running the quick start twice is fine: the lab that is up stays as it is.
@@ -68,8 +71,13 @@ pub fn up(
     );
     if control_planes > 0 {
         let d = info.inventory.parent().unwrap_or(dir);
+        let what = if real_components.is_some() {
+            "real etcd, kube-apiserver, kube-controller-manager v1.20.2; worker-01: real containerd and kubelet"
+        } else {
+            "kube-apiserver, kube-controller-manager stand-ins"
+        };
         println!(
-            "  control plane: cp-1 seeded (kube-apiserver, kube-controller-manager stand-ins)\n  admin:       {}\n  CA:          {}",
+            "  control plane: cp-1 seeded ({what})\n  admin:       {}\n  CA:          {}",
             d.join("admin.kubeconfig").display(),
             d.join("ca.crt").display()
         );
