@@ -308,6 +308,8 @@ fn can_i(r: (bool, String)) -> String {
     let (_, text) = r;
     if text.contains("Unauthorized") {
         "401 Unauthorized".into()
+    } else if text.contains("(Forbidden)") {
+        "403 Forbidden (no SelfSubjectAccessReview)".into()
     } else if text.starts_with("yes") {
         "yes".into()
     } else if text.starts_with("no") {
