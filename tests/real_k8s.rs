@@ -41,12 +41,13 @@ pub fn real_lab(tag: &str, workers: usize, cache: &std::path::Path) -> Lab {
     .expect("the real tier needs root and sshd")
 }
 
-/// RSS (VmRSS) in MiB of the process running `binary` inside `host`.
-fn rss_mib(lab: &Lab, host: &str, binary: &str) -> String {
+/// RSS (VmRSS) in MiB of the process of `unit` inside `host` (the pid the systemctl stand-in
+/// recorded, so never a process of another lab).
+fn rss_mib(lab: &Lab, host: &str, unit: &str) -> String {
     lab.ssh(
         host,
         &format!(
-            "for p in $(pgrep -x {binary}); do awk '/^VmRSS/{{printf \"%.0f\", $2/1024}}' /proc/$p/status; break; done"
+            "awk '/^VmRSS/{{printf \"%.0f\", $2/1024}}' /proc/$(cat /var/lib/bootstrapctl-lab/{unit}.service.pid)/status"
         ),
     )
     .trim()
@@ -187,13 +188,13 @@ fn shipped_site_playbook_joins_a_real_kubelet_to_a_real_control_plane() {
         t0.elapsed().as_secs_f64()
     );
     eprintln!("real kubelet log: {}", ready.trim());
-    for (host, bin) in [
+    for (host, unit) in [
         ("cp-1", "etcd"),
         ("cp-1", "kube-apiserver"),
-        ("cp-1", "kube-controller"),
+        ("cp-1", "kube-controller-manager"),
         ("worker-01", "containerd"),
         ("worker-01", "kubelet"),
     ] {
-        eprintln!("RSS {bin:<24} {:>5} MiB", rss_mib(&lab, host, bin));
+        eprintln!("RSS {unit:<24} {:>5} MiB", rss_mib(&lab, host, unit));
     }
 }

@@ -397,7 +397,14 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
         for d in real::WORKER_TMPFS.iter().chain(real::CONTROL_PLANE_TMPFS) {
             ensure_mountpoint(d)?;
         }
-        real::save_sysctls(&dir)?;
+        // Only a real kubelet writes them: a lab without real workers saves (and so later
+        // writes back) nothing, so it never undoes another lab's restore.
+        if real_hosts
+            .iter()
+            .any(|r| r.as_ref().is_some_and(|r| r.node_ip.is_some()))
+        {
+            real::save_sysctls(&dir)?;
+        }
     }
     for (h, real_host) in planned.iter().zip(&real_hosts) {
         let hd = HostDir::new(&dir, &h.name);
