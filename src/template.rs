@@ -103,6 +103,14 @@ impl Templates {
             }
         });
         filters::add(&mut env);
+        env.add_function(
+            "kubernetes_profile",
+            |version: Option<String>| -> Result<Value, minijinja::Error> {
+                crate::k8s::versions::profile(version.as_deref().unwrap_or(""))
+                    .map(Value::from_serialize)
+                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            },
+        );
         env.set_loader(move |name| {
             for dir in &search_dirs {
                 let path = dir.join(name);

@@ -20,6 +20,8 @@ mod inventory_errors;
 mod kube_flags_members;
 mod plan_equals_apply;
 mod preflight;
+mod real_k8s;
+mod real_k8s_differential;
 mod reset;
 mod secrets;
 mod serving_certs;

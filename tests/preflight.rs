@@ -51,7 +51,10 @@ fn preflight_table_then_kernel_prerequisites_per_host() {
         "preflight",
         1,
         2,
-        &["--same-product-uuid", "worker-01,worker-02"],
+        &[
+            "--same-product-uuid".as_ref(),
+            "worker-01,worker-02".as_ref(),
+        ],
     ) else {
         return;
     };

@@ -12,7 +12,8 @@ use super::kernel_view;
 use super::namespace::{self, HostMounts, BARE_TMPFS_DIRS, LOG_MOUNT, STATE_MOUNT, TMPFS_DIRS};
 use super::state::{self, HostRecord, LabState};
 use super::{
-    inventory, keys, probe, procs, seed, sshd_config, units, HostStatus, LabError, LabInfo, LabSpec,
+    inventory, keys, probe, procs, real, realnet, seed, sshd_config, units, HostStatus, LabError,
+    LabInfo, LabSpec,
 };
 
 /// How long `up` waits for every sshd to answer.
@@ -29,7 +30,23 @@ const COMPONENT_PATHS: &[&str] = &[
     "/usr/local/bin/kube-apiserver",
     "/usr/local/bin/kube-controller-manager",
     "/usr/local/bin/kubelet",
+    "/usr/local/bin/containerd",
 ];
+/// Unit files every host has as if installed by packages (containerd.service), from the lab
+/// dir's `units/`, read-only; systemd looks here before /lib/systemd/system.
+const PACKAGE_UNITS_DIR: &str = "/usr/local/lib/systemd/system";
+/// containerd's unit as Debian's package ships it, running the binary at the lab's path.
+const CONTAINERD_UNIT: &str = "[Unit]\nDescription=containerd container runtime\nDocumentation=https://containerd.io\nAfter=network.target local-fs.target\n\n[Service]\nExecStart=/usr/local/bin/containerd\nType=notify\nDelegate=yes\nKillMode=process\nRestart=always\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n";
+
+/// `<dir>/units` with the package units, to bind over PACKAGE_UNITS_DIR.
+fn package_units(dir: &Path) -> Result<(PathBuf, PathBuf), LabError> {
+    let units = dir.join("units");
+    fresh_dir(&units)?;
+    let p = units.join("containerd.service");
+    fs::write(&p, CONTAINERD_UNIT).map_err(LabError::io(format!("writing {}", p.display())))?;
+    ensure_mountpoint(PACKAGE_UNITS_DIR)?;
+    Ok((units, PathBuf::from(PACKAGE_UNITS_DIR)))
+}
 /// Where journalctl may live; without one, the stand-in goes to the fallback path.
 const JOURNALCTL_PATHS: &[&str] = &["/usr/bin/journalctl", "/bin/journalctl"];
 const JOURNALCTL_FALLBACK: &str = "/usr/local/bin/journalctl";
@@ -207,6 +224,9 @@ fn validate(spec: &LabSpec) -> Result<(), LabError> {
             namespace::SSHD
         )));
     }
+    if let Some(cache) = &spec.real_components {
+        real::validate(cache, spec.control_planes)?;
+    }
     if !spec.standin_exe.is_file() {
         return Err(LabError::Spec(format!(
             "{} (the systemctl stand-in) is not a file",
@@ -331,6 +351,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     let mut binds = systemctl_binds(&dir, &standin_exe)?;
     binds.extend(component_binds(&standin_exe)?);
     binds.extend(kernel_view::standin_binds(&standin_exe)?);
+    binds.push(package_units(&dir)?);
 
     // Keys: reused when present, so a restarted lab keeps its known_hosts.
     let client_key = dir.join("id_ed25519");
@@ -374,7 +395,21 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
         port: spec.port,
         hosts: Vec::with_capacity(planned.len()),
     };
-    for h in &planned {
+    let real_hosts = real_hosts(&planned, spec.real_components.as_deref());
+    if spec.real_components.is_some() {
+        for d in real::WORKER_TMPFS.iter().chain(real::CONTROL_PLANE_TMPFS) {
+            ensure_mountpoint(d)?;
+        }
+        // Only a real kubelet writes them: a lab without real workers saves (and so later
+        // writes back) nothing, so it never undoes another lab's restore.
+        if real_hosts
+            .iter()
+            .any(|r| r.as_ref().is_some_and(|r| r.node_ip.is_some()))
+        {
+            real::save_sysctls(&dir)?;
+        }
+    }
+    for (h, real_host) in planned.iter().zip(&real_hosts) {
         let hd = HostDir::new(&dir, &h.name);
         let bare = spec.bare && h.group == hosts::GROUP_WORKERS;
         // Hosts listed together share the first one's product_uuid (a cloned VM image).
@@ -383,6 +418,13 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
             _ => h.name.as_str(),
         };
         let kernel_binds = kernel_view::prepare(&dir, &hd.state(), &h.name, uuid_seed)?;
+        let (host_binds, extra_tmpfs) = match real_host {
+            Some(r) => (with_real_binaries(&binds, &r.binaries), r.tmpfs.to_vec()),
+            None => (binds.clone(), Vec::new()),
+        };
+        if real_host.as_ref().is_some_and(|r| r.node_ip.is_some()) {
+            real::write_cni_config(&hd.etc_upper())?;
+        }
         let mounts = HostMounts {
             name: h.name.clone(),
             etc_upper: hd.etc_upper(),
@@ -390,15 +432,15 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
             state_dir: hd.state(),
             log_dir: hd.log(),
             // A bare worker has no kube component until one is installed.
-            systemctl_binds: binds
-                .iter()
+            systemctl_binds: host_binds
+                .into_iter()
                 .filter(|(_, target)| {
                     !(bare && COMPONENT_PATHS.iter().any(|c| target == Path::new(c)))
                 })
-                .cloned()
                 .collect(),
             bare,
             kernel_binds,
+            extra_tmpfs,
         };
         let log_path = hd.log().join("sshd.log");
         let started = fs::File::create(&log_path)
@@ -456,24 +498,44 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
         });
     }
 
+    // The real workers' own network namespaces, before anything starts their services.
+    let cp_addr = planned
+        .iter()
+        .find(|h| h.group == hosts::GROUP_CONTROL_PLANE)
+        .map(|h| h.address.to_string());
+    for ((h, rec), real_host) in planned.iter().zip(&st.hosts).zip(&real_hosts) {
+        let (Some(ip), Some(cp)) = (
+            real_host.as_ref().and_then(|r| r.node_ip.as_ref()),
+            &cp_addr,
+        ) else {
+            continue;
+        };
+        if let Err(e) = start_netns(&dir, &standin_exe, &h.name, rec.pid, cp, ip) {
+            abort(&st);
+            return Err(e);
+        }
+    }
+
     // The seeded control plane on cp-1 (see seed.rs); a failure stops the whole lab.
     if let Some(cp) = st
         .hosts
         .iter()
         .find(|h| h.group == hosts::GROUP_CONTROL_PLANE)
     {
-        if let Err(e) = seed::control_plane(&dir, &cp.name, &cp.address, cp.pid) {
+        let real = spec.real_components.is_some();
+        if let Err(e) = seed::control_plane(&dir, &cp.name, &cp.address, cp.pid, real) {
             abort(&st);
             return Err(e);
         }
     }
 
     let inventory = dir.join("inventory.yaml");
-    fs::write(
-        &inventory,
-        inventory::render(&planned, spec.port, &client_key, &known_hosts),
-    )
-    .map_err(LabError::io(format!("writing {}", inventory.display())))?;
+    let mut inventory_text = inventory::render(&planned, spec.port, &client_key, &known_hosts);
+    if spec.real_components.is_some() {
+        inventory_text = real::add_inventory_vars(&inventory_text, &planned)?;
+    }
+    fs::write(&inventory, inventory_text)
+        .map_err(LabError::io(format!("writing {}", inventory.display())))?;
     let hosts = st
         .hosts
         .iter()
@@ -494,6 +556,110 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     })
 }
 
+/// What a host running real components gets instead of the stand-ins' defaults.
+struct RealHost {
+    binaries: Vec<(PathBuf, PathBuf)>,
+    tmpfs: &'static [&'static str],
+    /// A real worker's node address (its own network namespace); None on the control plane.
+    node_ip: Option<String>,
+}
+
+fn real_hosts(planned: &[PlannedHost], cache: Option<&Path>) -> Vec<Option<RealHost>> {
+    let mut worker = 0;
+    planned
+        .iter()
+        .map(|h| {
+            let cache = cache?;
+            if h.group == hosts::GROUP_CONTROL_PLANE {
+                return Some(RealHost {
+                    binaries: real::control_plane_binaries(cache),
+                    tmpfs: real::CONTROL_PLANE_TMPFS,
+                    node_ip: None,
+                });
+            }
+            let i = worker;
+            worker += 1;
+            real::is_real_worker(i).then(|| RealHost {
+                binaries: real::worker_binaries(cache),
+                tmpfs: real::WORKER_TMPFS,
+                node_ip: Some(real::node_ip(i)),
+            })
+        })
+        .collect()
+}
+
+/// `binds` with the real binaries in place of the stand-ins at the same paths.
+fn with_real_binaries(
+    binds: &[(PathBuf, PathBuf)],
+    real: &[(PathBuf, PathBuf)],
+) -> Vec<(PathBuf, PathBuf)> {
+    binds
+        .iter()
+        .map(|(src, target)| {
+            real.iter()
+                .find(|(_, t)| t == target)
+                .cloned()
+                .unwrap_or_else(|| (src.clone(), target.clone()))
+        })
+        .collect()
+}
+
+/// How long `up` waits for a real worker's network namespace holder.
+const NETNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the network namespace holder of a real worker inside its mount namespace (so `down`
+/// stops it with the host) and waits until it has written its pid file.
+fn start_netns(
+    dir: &Path,
+    standin_exe: &Path,
+    name: &str,
+    sshd_pid: u32,
+    cp_addr: &str,
+    node_ip: &str,
+) -> Result<(), LabError> {
+    let link = dir.join("bin").join(realnet::NETNS_ARGV0);
+    fs::create_dir_all(dir.join("bin")).map_err(LabError::io("creating the lab's bin dir"))?;
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(standin_exe, &link)
+        .map_err(LabError::io(format!("creating {}", link.display())))?;
+    let hd = HostDir::new(dir, name);
+    let pid_file = hd.state().join(realnet::NETNS_PID_FILE);
+    let inside_pid_file = format!("{STATE_MOUNT}/{}", realnet::NETNS_PID_FILE);
+    let log = fs::File::create(hd.log().join("lab-netns.log"))
+        .map_err(LabError::io(format!("creating the netns log of {name}")))?;
+    let child = std::process::Command::new("nsenter")
+        .arg("-t")
+        .arg(sshd_pid.to_string())
+        .args(["-m", "-u", "--"])
+        .arg(&link)
+        .arg(format!("{cp_addr}:6443"))
+        .arg(format!("{node_ip}/32"))
+        .arg(&inside_pid_file)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(LabError::io(format!(
+            "starting the network namespace of {name}"
+        )))?;
+    let holder = child.id();
+    drop(child);
+    let deadline = Instant::now() + NETNS_TIMEOUT;
+    while !pid_file.exists() {
+        if Instant::now() > deadline || !procs::is_alive(holder) {
+            let why = fs::read_to_string(hd.log().join("lab-netns.log")).unwrap_or_default();
+            return Err(LabError::Command {
+                what: format!("the network namespace of {name}"),
+                detail: format!("not ready after {}s: {why}", NETNS_TIMEOUT.as_secs()),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Appends the last line sshd logged, which usually says why it did not start.
 fn with_log_tail(reason: String, log: &Path) -> String {
     let tail = fs::read_to_string(log).ok().and_then(|t| {
@@ -511,6 +677,7 @@ fn with_log_tail(reason: String, log: &Path) -> String {
 /// Stops what a failed `up` started; the error of `up` is what matters, so this one is dropped.
 fn abort(st: &LabState) {
     let _ = stop(st);
+    let _ = real::restore_sysctls(&st.dir);
     let _ = state::remove(&st.dir);
 }
 
@@ -566,6 +733,8 @@ pub(crate) fn down(dir: &Path) -> Result<usize, LabError> {
         .map_err(|_| LabError::NotUp(dir.to_path_buf()))?;
     let st = state::load(&dir)?.ok_or_else(|| LabError::NotUp(dir.clone()))?;
     let n = stop(&st);
+    // After every process of the lab is gone: the host sysctls a real kubelet changed.
+    real::restore_sysctls(&dir)?;
     state::remove(&dir)?;
     Ok(n)
 }

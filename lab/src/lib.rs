@@ -11,11 +11,12 @@
 //!   holds the types callers see.
 //! - **Stand-ins**, one binary dispatched by argv[0] (`standin`), bind-mounted read-only into
 //!   every host: `systemctl`/`journalctl` (`systemctl`, `units`, `service`, `journalctl`),
-//!   `kube-apiserver` (`apiserver`), `kube-controller-manager` (`kcm`) and `kubelet`
-//!   (`kubelet`), sharing `kube` (their API client), `pki`, `tokens`, `jws`, `flagparse` and
-//!   `timefmt`. `seed` lays out the control plane of `cp-1`. `sysctl`/`modprobe`
-//!   (`kernel_standin`) change only the host's own kernel view (`kernel_view`: per-host files
-//!   over /proc/sys, /sys/module and /sys/class), never the machine's kernel.
+//!   `kube-apiserver` (`apiserver`), `kube-controller-manager` (`kcm`), `kubelet`
+//!   (`kubelet`) and `containerd` (`containerd`, a socket only), sharing `kube` (their API
+//!   client), `pki`, `tokens`, `jws`, `flagparse` and `timefmt`. `seed` lays out the control
+//!   plane of `cp-1`. `sysctl`/`modprobe` (`kernel_standin`) change only the host's own kernel
+//!   view (`kernel_view`: per-host files over /proc/sys, /sys/module and /sys/class), never the
+//!   machine's kernel.
 //! - The crate has no dependency on bootstrapctl, on purpose: the lab is what bootstrapctl is
 //!   checked against, so it keeps its own rules (bootstrap tokens, JWS, PKI) written from the
 //!   upstream docs, and a shared mistake could not pass unnoticed. It links no SSH client
@@ -26,6 +27,7 @@
 #![warn(unreachable_pub)]
 
 mod apiserver;
+mod containerd;
 mod flagparse;
 mod fleet;
 mod hosts;
@@ -42,6 +44,8 @@ mod namespace;
 mod pki;
 mod probe;
 mod procs;
+mod real;
+mod realnet;
 mod seed;
 mod service;
 mod spec;

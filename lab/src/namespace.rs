@@ -25,10 +25,13 @@ pub(crate) const TMPFS_DIRS: &[&str] = &[
 ];
 /// Bare workers (`LabSpec::bare`) also get these, empty: where binaries are installed.
 pub(crate) const BARE_TMPFS_DIRS: &[&str] = &["/usr/local", "/opt"];
-/// Made inside the bare tmpfs dirs, as a fresh Debian has them (PATH and the CNI plugin dir).
+/// Made inside the bare tmpfs dirs, as a fresh Debian has them (PATH, the CNI plugin dir, and
+/// the unit directory where the lab's package units appear).
 const BARE_SUBDIRS: &[&str] = &[
     "/usr/local/bin",
     "/usr/local/sbin",
+    "/usr/local/lib",
+    "/usr/local/lib/systemd",
     "/opt/cni",
     "/opt/cni/bin",
 ];
@@ -91,6 +94,8 @@ pub(crate) struct HostMounts {
     /// (file or dir in the host's state dir, where it appears): the host's own kernel view,
     /// writable (see `kernel_view`).
     pub(crate) kernel_binds: Vec<(PathBuf, PathBuf)>,
+    /// More private tmpfs for this host (what real components write; see `real`).
+    pub(crate) extra_tmpfs: Vec<&'static str>,
 }
 
 fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
@@ -118,7 +123,7 @@ fn plan(m: &HostMounts) -> io::Result<Vec<Mount>> {
         remount_ro: false,
         create: Create::Nothing,
     });
-    for dir in TMPFS_DIRS {
+    for dir in TMPFS_DIRS.iter().chain(&m.extra_tmpfs) {
         out.push(Mount {
             source: CString::new(format!("lab-{}", m.name))?,
             target: cstr(Path::new(dir))?,

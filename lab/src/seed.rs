@@ -4,6 +4,12 @@
 //! `--cluster-signing-*` (that is bootstrapctl's work), both enabled and started through the
 //! host's systemctl stand-in. Files are written through the host's mount namespace (nsenter),
 //! never on the real machine. Also `lab reboot`: the host's `systemctl reboot`.
+//!
+//! With real components (`real`), the same units run the real binaries, with what a real
+//! control plane sharing the machine's network namespace needs on top: a real etcd from its
+//! own unit on the host's address (not 127.0.0.1:2379, which another lab or the machine may
+//! use), no insecure ports, the controller-manager's secure port on the host's address and no
+//! leader election (one instance; a restarted one would wait out the old lease).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -100,8 +106,13 @@ fn unit(description: &str, exec: &str, flags: &[String]) -> String {
     body
 }
 
-pub(crate) fn apiserver_unit(addr: &str) -> String {
-    let flags: Vec<String> = [
+pub(crate) fn apiserver_unit(addr: &str, real: bool) -> String {
+    let etcd = if real {
+        format!("--etcd-servers=http://{addr}:2379")
+    } else {
+        "--etcd-servers=https://127.0.0.1:2379".into()
+    };
+    let mut flags: Vec<String> = [
         format!("--advertise-address={addr}"),
         format!("--bind-address={addr}"),
         "--secure-port=6443".into(),
@@ -112,12 +123,16 @@ pub(crate) fn apiserver_unit(addr: &str) -> String {
         "--service-account-key-file=/etc/kubernetes/pki/sa.pub".into(),
         "--service-account-signing-key-file=/etc/kubernetes/pki/sa.key".into(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        "--etcd-servers=https://127.0.0.1:2379".into(),
+        etcd,
         "--service-cluster-ip-range=10.32.0.0/24".into(),
         "--allow-privileged=true".into(),
         "--v=2".into(),
     ]
     .into();
+    if real {
+        flags.push("--insecure-port=0".into());
+        flags.push("--profiling=false".into());
+    }
     unit(
         "Kubernetes API Server",
         "/usr/local/bin/kube-apiserver",
@@ -125,8 +140,8 @@ pub(crate) fn apiserver_unit(addr: &str) -> String {
     )
 }
 
-pub(crate) fn controller_manager_unit() -> String {
-    let flags: Vec<String> = [
+pub(crate) fn controller_manager_unit(real_on: Option<&str>) -> String {
+    let mut flags: Vec<String> = [
         "--kubeconfig=/etc/kubernetes/controller-manager.kubeconfig",
         "--cluster-name=kubernetes",
         "--root-ca-file=/etc/kubernetes/pki/ca.crt",
@@ -137,6 +152,14 @@ pub(crate) fn controller_manager_unit() -> String {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(addr) = real_on {
+        flags.extend([
+            format!("--bind-address={addr}"),
+            "--port=0".into(),
+            "--leader-elect=false".into(),
+            "--profiling=false".into(),
+        ]);
+    }
     unit(
         "Kubernetes Controller Manager",
         "/usr/local/bin/kube-controller-manager",
@@ -144,12 +167,30 @@ pub(crate) fn controller_manager_unit() -> String {
     )
 }
 
+/// etcd of a real control plane: one member on the host's address, data in its state dir.
+fn etcd_unit(name: &str, addr: &str) -> String {
+    let flags: Vec<String> = vec![
+        format!("--name={name}"),
+        "--data-dir=/var/lib/bootstrapctl-lab/etcd".into(),
+        format!("--listen-client-urls=http://{addr}:2379"),
+        format!("--advertise-client-urls=http://{addr}:2379"),
+        format!("--listen-peer-urls=http://{addr}:2380"),
+        format!("--initial-advertise-peer-urls=http://{addr}:2380"),
+        format!("--initial-cluster={name}=http://{addr}:2380"),
+    ];
+    unit("etcd", "/usr/bin/etcd", &flags)
+}
+
+/// How long `up` waits for a real kube-apiserver to answer /readyz.
+const REAL_READY_SECS: u32 = 180;
+
 /// Seeds `name` (pid: its sshd) at `addr`; writes ca.crt and admin.kubeconfig into `lab_dir`.
 pub(crate) fn control_plane(
     lab_dir: &Path,
     name: &str,
     addr: &str,
     pid: u32,
+    real: bool,
 ) -> Result<(), LabError> {
     let server = format!("https://{addr}:6443");
     let ca = Ca::generate("kubernetes").map_err(err)?;
@@ -184,7 +225,7 @@ pub(crate) fn control_plane(
         .map_err(|e| LabError::Spec(format!("service-account key: {e}")))?;
     let admin = client_kubeconfig(&server, &ca, "kubernetes-admin", &["system:masters"])?;
     let kcm = client_kubeconfig(&server, &ca, "system:kube-controller-manager", &[])?;
-    let files: Vec<(&str, &str, String)> = vec![
+    let mut files: Vec<(&str, &str, String)> = vec![
         (CA_CERT, "0644", ca.cert_pem.clone()),
         (CA_KEY, "0600", ca.key_pem.clone()),
         (
@@ -204,22 +245,41 @@ pub(crate) fn control_plane(
         (
             "/etc/systemd/system/kube-apiserver.service",
             "0644",
-            apiserver_unit(addr),
+            apiserver_unit(addr, real),
         ),
         (
             "/etc/systemd/system/kube-controller-manager.service",
             "0644",
-            controller_manager_unit(),
+            controller_manager_unit(real.then_some(addr)),
         ),
     ];
+    if real {
+        files.push((
+            "/etc/systemd/system/etcd.service",
+            "0644",
+            etcd_unit(name, addr),
+        ));
+    }
     for (path, mode, text) in &files {
         write_in_host(pid, path, mode, text)?;
     }
-    in_host(
-        pid,
-        &["/bin/sh", "-c", "systemctl daemon-reload && systemctl enable kube-apiserver kube-controller-manager && systemctl start kube-apiserver kube-controller-manager"],
-        b"",
-    )?;
+    if real {
+        // etcd first and healthy, then the API server ready: the seeded control plane is up
+        // when `up` returns, as with the stand-ins.
+        let script = format!(
+            "systemctl daemon-reload && systemctl enable etcd kube-apiserver kube-controller-manager && systemctl start etcd && \
+             i=0; until curl -sf --max-time 2 http://{addr}:2379/health >/dev/null; do i=$((i+1)); [ $i -lt {REAL_READY_SECS} ] || {{ echo 'etcd not healthy after {REAL_READY_SECS}s' >&2; exit 1; }}; sleep 0.5; done; \
+             systemctl start kube-apiserver kube-controller-manager && \
+             i=0; until kubectl --kubeconfig {ADMIN_KUBECONFIG} get --raw /readyz >/dev/null 2>&1; do i=$((i+1)); [ $i -lt {REAL_READY_SECS} ] || {{ echo 'kube-apiserver not ready after {REAL_READY_SECS}s' >&2; tail -20 /var/log/lab/kube-apiserver.log >&2; exit 1; }}; sleep 1; done"
+        );
+        in_host(pid, &["/bin/sh", "-c", &script], b"")?;
+    } else {
+        in_host(
+            pid,
+            &["/bin/sh", "-c", "systemctl daemon-reload && systemctl enable kube-apiserver kube-controller-manager && systemctl start kube-apiserver kube-controller-manager"],
+            b"",
+        )?;
+    }
     let write = |p: std::path::PathBuf, t: &str| {
         std::fs::write(&p, t).map_err(LabError::io(format!("writing {}", p.display())))
     };
@@ -245,12 +305,12 @@ mod tests {
         std::fs::create_dir_all(root.path("/etc/systemd/system")).unwrap();
         std::fs::write(
             root.path("/etc/systemd/system/kube-apiserver.service"),
-            apiserver_unit("127.10.0.1"),
+            apiserver_unit("127.10.0.1", false),
         )
         .unwrap();
         std::fs::write(
             root.path("/etc/systemd/system/kube-controller-manager.service"),
-            controller_manager_unit(),
+            controller_manager_unit(None),
         )
         .unwrap();
         let p: Parsed = crate::units::find(&root, "kube-apiserver.service")

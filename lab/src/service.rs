@@ -12,7 +12,13 @@ use std::time::Duration;
 use super::units::{Root, LOG_DIR};
 
 /// Binaries whose units the stand-in really runs; every other unit only keeps state.
-pub(crate) const COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "kubelet"];
+pub(crate) const COMPONENTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubelet",
+    "containerd",
+    "etcd",
+];
 /// Pid files live directly in the host's state dir, where `lab down` looks for `*.pid`.
 pub(crate) const PID_DIR: &str = "/var/lib/bootstrapctl-lab";
 /// How long `stop` waits after SIGTERM before SIGKILL (systemd's TimeoutStopSec is longer; the
@@ -89,15 +95,26 @@ pub(crate) fn spawn(root: &Root, unit: &str, argv: &[String]) -> io::Result<(u32
     if let Ok(v) = std::env::var("BOOTSTRAPCTL_LAB_ROOT") {
         cmd.env("BOOTSTRAPCTL_LAB_ROOT", v);
     }
+    // A host with real components has its own network namespace: its services run there.
+    let netns = super::realnet::holder_netns(
+        &root.path(&format!("{PID_DIR}/{}", super::realnet::NETNS_PID_FILE)),
+    )?;
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(fd) = netns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
+    drop(netns);
     let pid = child.id();
     // Not waited: the service outlives this systemctl call (its parent becomes init).
     drop(child);
@@ -108,6 +125,41 @@ pub(crate) fn spawn(root: &Root, unit: &str, argv: &[String]) -> io::Result<(u32
     }
     fs::write(&pf, format!("{pid}\n"))?;
     Ok((pid, started))
+}
+
+/// Runs a unit's ExecStartPre lines in order, output appended to the unit's log; the first
+/// failing line without a `-` prefix is the error.
+pub(crate) fn run_pre(root: &Root, unit: &str, lines: &[String]) -> Result<(), String> {
+    for line in lines {
+        let ignore = line.trim_start().starts_with('-');
+        let Some(argv) = argv(std::slice::from_ref(line)) else {
+            continue;
+        };
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file(root, unit))
+            .map_err(|e| format!("opening the log of {unit}: {e}"))?;
+        let status = Command::new(root.path(&argv[0]))
+            .args(&argv[1..])
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .status();
+        match status {
+            Ok(s) if s.success() || ignore => {}
+            Ok(s) => return Err(format!("ExecStartPre {} failed ({s})", argv[0])),
+            Err(e) if ignore => drop(e),
+            Err(e) => return Err(format!("ExecStartPre {}: {e}", argv[0])),
+        }
+    }
+    Ok(())
 }
 
 /// TERM, up to STOP_GRACE, then KILL; removes the pid file. True when the process was running.
@@ -153,7 +205,8 @@ mod tests {
             Some("kube-controller-manager"),
             "the last ExecStart runs"
         );
-        assert_eq!(component(&s("/usr/bin/containerd")), None);
+        assert_eq!(component(&s("/usr/bin/containerd")), Some("containerd"));
+        assert_eq!(component(&s("/usr/bin/dockerd")), None);
         assert_eq!(component(&s("/usr/bin/kubelet-wrapper")), None);
         assert_eq!(component(&[]), None);
         assert_eq!(

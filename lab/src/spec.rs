@@ -26,6 +26,9 @@ pub struct LabSpec {
     /// Hosts that get one and the same product_uuid (as cloned VMs do), for testing the
     /// fleet-wide preflight; empty: every host its own.
     pub shared_product_uuid: Vec<String>,
+    /// `scripts/real-k8s path`: run real etcd, kube-apiserver and kube-controller-manager on
+    /// the control plane and a real containerd and kubelet on the first worker (see `real`).
+    pub real_components: Option<PathBuf>,
 }
 
 /// Default SSH port of lab hosts: not 22, so a real sshd on 0.0.0.0:22 never collides.

@@ -20,7 +20,7 @@ fn die_quietly_on_closed_pipe() {
 }
 
 /// The stand-in an argv[0] names (`systemctl`, `journalctl`, `kube-apiserver`,
-/// `kube-controller-manager`, `kubelet`), by basename; None for anything else (bootstrapctl).
+/// `kube-controller-manager`, `kubelet`, `containerd`), by basename; None for anything else (bootstrapctl).
 pub(crate) fn invoked_as(argv0: &str) -> Option<&'static str> {
     let base = Path::new(argv0).file_name()?.to_str()?;
     [
@@ -31,6 +31,8 @@ pub(crate) fn invoked_as(argv0: &str) -> Option<&'static str> {
         "kubelet",
         "sysctl",
         "modprobe",
+        "containerd",
+        crate::realnet::NETNS_ARGV0,
     ]
     .into_iter()
     .find(|n| *n == base)
@@ -63,6 +65,8 @@ pub fn standin_main(args: &[String]) -> Option<i32> {
         "kube-apiserver" => Some(crate::apiserver::main(rest)),
         "kube-controller-manager" => Some(crate::kcm::kcm_main(rest)),
         "kubelet" => Some(crate::kubelet::kubelet_main(rest)),
+        "containerd" => Some(crate::containerd::containerd_main(rest)),
+        crate::realnet::NETNS_ARGV0 => Some(crate::realnet::netns_main(rest)),
         _ => None,
     }
 }

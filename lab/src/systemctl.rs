@@ -289,6 +289,16 @@ impl Cx<'_> {
             exec_error: None,
         };
         if let (Some(_), Some(argv)) = (service::component(&exec), service::argv(&exec)) {
+            // ExecStartPre runs to completion first, as systemd runs it; a failure (unless the
+            // line starts with `-`) fails the start.
+            let pre = self.store.state.loaded[unit].parsed.exec_start_pre.clone();
+            if let Err(e) = service::run_pre(self.root, unit, &pre) {
+                self.log_line(unit, &format!("{unit}: Control process exited: {e}"));
+                self.log_line(unit, &format!("{unit}: Failed with result 'exit-code'."));
+                active.exec_error = Some(e);
+                self.store.state.active.insert(unit.to_string(), active);
+                return;
+            }
             match service::spawn(self.root, unit, &argv) {
                 Ok((pid, started)) => {
                     active.pid = Some(pid);

@@ -325,7 +325,7 @@ fn component_units_run_their_stand_in_and_stop_it() {
     h.write("/etc/systemd/system/kubelet.service", KUBELET);
     h.write(
         "/etc/systemd/system/other.service",
-        "[Service]\nExecStart=/usr/bin/containerd\n",
+        "[Service]\nExecStart=/usr/bin/dockerd\n",
     );
     h.sc("daemon-reload");
     assert_eq!(h.sc("start kubelet other").0, 0);

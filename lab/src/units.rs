@@ -205,6 +205,9 @@ pub(crate) struct Parsed {
     pub(crate) description: Option<String>,
     /// ExecStart lines with continuations joined; an empty `ExecStart=` in a drop-in resets.
     pub(crate) exec_start: Vec<String>,
+    /// ExecStartPre lines, run in order before ExecStart; an empty one resets.
+    #[serde(default)]
+    pub(crate) exec_start_pre: Vec<String>,
     /// [Install] targets from the main file (systemd ignores [Install] in drop-ins).
     pub(crate) wanted_by: Vec<String>,
     pub(crate) required_by: Vec<String>,
@@ -232,6 +235,8 @@ impl Parsed {
                 ("Unit", "Description") => self.description = Some(value.to_string()),
                 ("Service", "ExecStart") if value.is_empty() => self.exec_start.clear(),
                 ("Service", "ExecStart") => self.exec_start.push(value.to_string()),
+                ("Service", "ExecStartPre") if value.is_empty() => self.exec_start_pre.clear(),
+                ("Service", "ExecStartPre") => self.exec_start_pre.push(value.to_string()),
                 ("Install", "WantedBy") if is_fragment => self
                     .wanted_by
                     .extend(value.split_whitespace().map(str::to_string)),

@@ -75,6 +75,7 @@ fn lab_hosts_are_real_isolated_ssh_hosts() {
         control_planes: 1,
         standin_exe: PathBuf::from("/bin/true"),
         port,
+        real_components: None,
         // Beside the integration tests' labs (BSCTL_TEST_SUBNET_BASE and up), never on them.
         subnet: std::env::var("BSCTL_TEST_SUBNET_BASE")
             .ok()

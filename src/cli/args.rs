@@ -355,6 +355,10 @@ pub enum LabCommand {
         /// preflight's fleet-wide checks).
         #[arg(long, value_delimiter = ',', value_name = "HOST,HOST")]
         same_product_uuid: Vec<String>,
+        /// Real etcd, kube-apiserver, kube-controller-manager, containerd and kubelet (on the
+        /// first worker) instead of the stand-ins: the directory `scripts/real-k8s path` prints.
+        #[arg(long, value_name = "DIR")]
+        real_components: Option<PathBuf>,
     },
     /// Stop exactly the processes the lab started.
     Down {

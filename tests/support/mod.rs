@@ -152,19 +152,20 @@ impl Lab {
     /// As `cluster`, with workers as fresh machines (`lab up --bare`): no kubelet mounted,
     /// empty /usr/local and /opt.
     pub fn bare_cluster(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
-        Self::up_with_args(tag, control_planes, workers, &["--bare"])
+        Self::up_with_args(tag, control_planes, workers, &["--bare".as_ref()])
     }
 
     fn up_with(tag: &str, control_planes: usize, workers: usize) -> Option<Lab> {
         Self::up_with_args(tag, control_planes, workers, &[])
     }
 
-    /// A lab as `up_with` makes it, with more `lab up` arguments (`--same-product-uuid ...`).
+    /// A lab as `up_with` makes it, with more `lab up` arguments (`--same-product-uuid ...`,
+    /// `--real-components DIR`).
     pub fn up_with_args(
         tag: &str,
         control_planes: usize,
         workers: usize,
-        extra: &[&str],
+        extra: &[&std::ffi::OsStr],
     ) -> Option<Lab> {
         if unsafe_geteuid() != 0 || !Path::new("/usr/sbin/sshd").exists() {
             if std::env::var_os("CI").is_some() {
@@ -196,7 +197,7 @@ impl Lab {
             "--subnet".as_ref(),
             sn.as_ref(),
         ];
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        args.extend_from_slice(extra);
         let r = run(args);
         assert_eq!(r.code, 0, "lab up failed: {}", r.all());
         let inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();

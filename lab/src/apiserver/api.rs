@@ -178,6 +178,59 @@ impl Server {
         }
     }
 
+    /// Upstream's impersonation filter: `Impersonate-User` and `Impersonate-Group` headers make
+    /// the request the named user's, when the requester may `impersonate` that user and each
+    /// group; a non-anonymous impersonated user gets `system:authenticated` unless a group says
+    /// otherwise. Without the headers the user is unchanged.
+    fn impersonate(&self, req: &Request, requester: User) -> Result<User, String> {
+        let Some(name) = req.header("impersonate-user").map(str::to_string) else {
+            if req.header("impersonate-group").is_some() {
+                return Err("requested Impersonate-Group without Impersonate-User".into());
+            }
+            return Ok(requester);
+        };
+        let groups: Vec<String> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("impersonate-group"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let may = |resource: &str, what: &str| {
+            let a = Attrs {
+                verb: "impersonate".into(),
+                resource: resource.into(),
+                name: what.into(),
+                resource_request: true,
+                ..Attrs::default()
+            };
+            if self.authorize(&requester, &a) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{resource} \"{what}\" is forbidden: User \"{}\" cannot impersonate resource \"{resource}\" in API group \"\" at the cluster scope",
+                    requester.name
+                ))
+            }
+        };
+        may("users", &name)?;
+        for g in &groups {
+            may("groups", g)?;
+        }
+        let mut groups = groups;
+        if name != "system:anonymous"
+            && !groups
+                .iter()
+                .any(|g| g == "system:authenticated" || g == "system:unauthenticated")
+        {
+            groups.push("system:authenticated".into());
+        }
+        Ok(User {
+            name,
+            groups,
+            uid: String::new(),
+        })
+    }
+
     fn rbac_data(&self) -> RbacData {
         RbacData {
             cluster_roles: self.store.list("clusterroles", None).0,
@@ -222,6 +275,10 @@ impl Server {
                 }
                 return status(401, "Unauthorized", "Unauthorized", None);
             }
+        };
+        let user = match self.impersonate(&req, user) {
+            Ok(u) => u,
+            Err(msg) => return status(403, "Forbidden", &msg, None),
         };
         let target = parse_target(&req.path);
         let verb_of = |has_name: bool| -> String {

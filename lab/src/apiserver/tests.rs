@@ -336,8 +336,9 @@ fn node_authorizer_subset() {
         ),
         (
             &n1,
+            // As upstream's NodeRules (and the real v1.20.2 API server): any CSR.
             attrs("get", c, "certificatesigningrequests", "", "theirs", ""),
-            false,
+            true,
         ),
         (&n1, attrs("get", "", "secrets", "", "s", "default"), false),
         (&not_node, attrs("get", "", "nodes", "", "n1", ""), false),

@@ -75,6 +75,10 @@ pub(crate) fn parse_request(pem: &str) -> Result<Request, String> {
 
 /// Upstream's kubelet client CSR validation: O exactly [system:nodes], no SANs, CN prefixed
 /// `system:node:`, usages exactly {digital signature, client auth} with key encipherment allowed.
+/// Version difference (found by the real tier's differential table): v1.20's approver wants
+/// key encipherment too (exactly {digital signature, key encipherment, client auth}), so this
+/// stand-in's kubelet, which leaves it out for its ECDSA key as current kubelets do, is not
+/// approved by a 1.20 controller-manager. The stand-ins follow the current release.
 pub(crate) fn validate_kubelet_client(r: &Request, usages: &[String]) -> Result<(), String> {
     if r.organizations != ["system:nodes"] {
         return Err("subject organization is not system:nodes".into());

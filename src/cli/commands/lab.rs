@@ -19,6 +19,7 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
             subnet,
             bare,
             same_product_uuid,
+            real_components,
         } => {
             let self_exe =
                 std::env::current_exe().map_err(crate::error::CommandError::OwnBinary)?;
@@ -31,6 +32,7 @@ pub fn run(cmd: LabCommand) -> Result<i32, Error> {
                 subnet,
                 bare,
                 shared_product_uuid: same_product_uuid,
+                real_components,
             })
         }
         LabCommand::Down { dir } => down(&dir),
@@ -69,8 +71,13 @@ pub fn up(spec: &LabSpec) -> Result<i32, Error> {
     );
     if spec.control_planes > 0 {
         let d = info.inventory.parent().unwrap_or(dir);
+        let what = if spec.real_components.is_some() {
+            "real etcd, kube-apiserver, kube-controller-manager v1.20.2; worker-01: real containerd and kubelet"
+        } else {
+            "kube-apiserver, kube-controller-manager stand-ins"
+        };
         println!(
-            "  control plane: cp-1 seeded (kube-apiserver, kube-controller-manager stand-ins)\n  admin:       {}\n  CA:          {}",
+            "  control plane: cp-1 seeded ({what})\n  admin:       {}\n  CA:          {}",
             d.join("admin.kubeconfig").display(),
             d.join("ca.crt").display()
         );
