@@ -1,7 +1,8 @@
 //! Fresh hosts get their binaries: bare lab workers (`lab up --bare`: no kubelet, empty
-//! /usr/local and /opt) install the kubelet stand-in and CNI plugins as verified artifacts,
-//! some from this machine over SSH, some from a loopback HTTP server, then join; a second run
-//! transfers nothing; a corrupted artifact is refused with both sums; `bundle verify`.
+//! /usr/local and /opt) install the kubelet and containerd stand-ins and CNI plugins as
+//! verified artifacts, some from this machine over SSH, some from a loopback HTTP server, then
+//! join; a second run transfers nothing; a corrupted artifact is refused with both sums;
+//! `bundle verify`.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,25 @@ fn cni_tarball(dir: &Path) -> PathBuf {
     tgz
 }
 
+/// A containerd release as upstream lays it out (`bin/containerd`, unpacked into /usr/local),
+/// holding the lab's containerd stand-in (the multi-call binary, dispatching on argv[0]).
+fn containerd_tarball(dir: &Path) -> PathBuf {
+    let stage = dir.join("containerd-stage");
+    std::fs::create_dir_all(stage.join("bin")).unwrap();
+    std::fs::copy(kubelet_standin(), stage.join("bin/containerd")).unwrap();
+    let tgz = dir.join("containerd-1.7.22-linux-amd64.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&stage)
+        .arg("bin/containerd")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tgz
+}
+
 fn apply(inventory: &Path, report: &Path, extra: &[&str]) -> crate::support::Run {
     let mut args = vec![
         "apply".to_string(),
@@ -79,8 +99,12 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
     let kubelet = files.join("kubelet");
     std::fs::copy(kubelet_standin(), &kubelet).unwrap();
     let tgz = cni_tarball(&files);
+    let containerd = containerd_tarball(&files);
     let (kubelet_sum, cni_sum) = (sha256(&kubelet), sha256(&tgz));
-    let sizes = std::fs::metadata(&kubelet).unwrap().len() + std::fs::metadata(&tgz).unwrap().len();
+    let containerd_sum = sha256(&containerd);
+    let sizes = std::fs::metadata(&kubelet).unwrap().len()
+        + std::fs::metadata(&tgz).unwrap().len()
+        + std::fs::metadata(&containerd).unwrap().len();
     let server = HttpServer::start(files.clone());
 
     // A bare worker has no kubelet and no CNI plugins.
@@ -109,9 +133,10 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
     std::fs::write(
         host_vars.join("worker-01.yaml"),
         format!(
-            "artifact_bundle: {}\nbinaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, src: {}}}\n  - {{name: cni_plugins}}\n",
+            "artifact_bundle: {}\nbinaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, src: {}}}\n  - {{name: cni_plugins}}\n  - {{name: containerd, version: 1.7.22, sha256: {containerd_sum}, src: {}}}\n",
             bundle.display(),
-            kubelet.display()
+            kubelet.display(),
+            containerd.display()
         ),
     )
     .unwrap();
@@ -119,10 +144,11 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
         host_vars.join("worker-02.yaml"),
         format!(
             // cri-dockerd is for docker as the runtime only: skipped with containerd.
-            "binaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, url: '{}'}}\n  - {{name: cni-plugins, version: v1.5.1, sha256: {cni_sum}, url: '{}'}}\n  - {{name: cri-dockerd, version: 0.3.15, sha256: {}, url: 'http://127.0.0.1:1/cri-dockerd.tgz'}}\n",
+            "binaries:\n  - {{name: kubelet, version: v1.32.0, sha256: {kubelet_sum}, url: '{}'}}\n  - {{name: cni-plugins, version: v1.5.1, sha256: {cni_sum}, url: '{}'}}\n  - {{name: cri-dockerd, version: 0.3.15, sha256: {}, url: 'http://127.0.0.1:1/cri-dockerd.tgz'}}\n  - {{name: containerd, version: 1.7.22, sha256: {containerd_sum}, url: '{}'}}\n",
             server.url("kubelet"),
             server.url("cni-plugins-linux-amd64-v1.5.1.tgz"),
-            "0".repeat(64)
+            "0".repeat(64),
+            server.url("containerd-1.7.22-linux-amd64.tar.gz")
         ),
     )
     .unwrap();
@@ -159,7 +185,7 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
     assert_eq!(recap(&report, "cp-1", "bytes_transferred"), 0);
     assert_eq!(
         server.served(),
-        (2, sizes),
+        (3, sizes),
         "worker-02 fetched each file once"
     );
     assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02"]);
@@ -167,7 +193,7 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
         // In place with the right bytes and mode, no temp file left behind.
         assert_eq!(
             lab.ssh(w, "sha256sum /usr/local/bin/kubelet | cut -d' ' -f1; stat -c %a /usr/local/bin/kubelet; ls -A /usr/local/bin /opt/cni/bin"),
-            format!("{kubelet_sum}\n755\n/opt/cni/bin:\n.bootstrapctl-{name}.sha256\nbridge\nhost-local\nloopback\n\n/usr/local/bin:\nkubelet\n",
+            format!("{kubelet_sum}\n755\n/opt/cni/bin:\n.bootstrapctl-{name}.sha256\nbridge\nhost-local\nloopback\n\n/usr/local/bin:\ncontainerd\nkubelet\n",
                 name = if w == "worker-01" { "cni_plugins" } else { "cni-plugins" })
         );
         assert_eq!(lab.ssh(w, "/opt/cni/bin/bridge"), "bridge plugin\n");
@@ -182,7 +208,7 @@ fn bare_workers_get_verified_binaries_from_the_laptop_and_a_url_then_join() {
         assert_eq!(recap(&report, h, "changed"), 0, "{h}: {}", r.all());
         assert_eq!(recap(&report, h, "bytes_transferred"), 0, "{h}");
     }
-    assert_eq!(server.served(), (2, sizes), "nothing fetched again");
+    assert_eq!(server.served(), (3, sizes), "nothing fetched again");
     // The installed sums are part of the batched read: a converged worker costs the round
     // trips it costs without artifacts.
     for w in ["worker-01", "worker-02"] {
