@@ -7,13 +7,18 @@ measured right before every workload run, on the same hosts):
   noop    apply of the worker workload on hosts where everything is in place
   check   `apply --check --diff` on fresh hosts
   first   first apply on fresh hosts
-and prints a table of medians, ratios to the floor, SSH round trips per host on the no-op
-run (from the JSON report) and bootstrapctl's peak RSS. With `--site N`, the shipped site
+and prints a table of medians, ratios to the floor, SSH round trips per host on the first
+apply and on the no-op run (the most any host made, from the JSON report), bootstrapctl's
+peak RSS, and the lab's own `lab up` and `lab down` times (medians), after checking that
+`lab down` left no process of the lab alive and no lab mount anywhere. With `--site N`, the shipped site
 playbook on 1 control plane + N workers (stand-in kubelets): its first apply (every Node
 Ready) and its no-op re-run, against the floor of the same N + 1 hosts. Run as root from the
 repo root:
 
-    cargo build --release && python3 bench/fleet.py --hosts 50 200 --runs 5 --site 100
+    cargo build --release && python3 bench/fleet.py --hosts 50 200 500 --runs 5 --site 100
+
+(`--binary` when CARGO_TARGET_DIR is set; `--subnet-base B` puts the labs on 127.B.x.x,
+127.B+1.x.x, ...)
 
 Only 127.x loopback addresses are touched; every loop is bounded.
 """
@@ -60,17 +65,27 @@ class Lab:
         self.binary, self.n, self.subnet = binary, n, subnet
         self.control_planes = control_planes
         self.dir = tempfile.mkdtemp(prefix=f"bsctl-bench-{n}-")
+        self.up_times, self.down_times, self.leftovers = [], [], []
 
     def up(self):
-        run([self.binary, "lab", "up", "--workers", str(self.n), "--dir", self.dir,
+        t, _ = run([self.binary, "lab", "up", "--workers", str(self.n), "--dir", self.dir,
              "--control-planes", str(self.control_planes), "--subnet", str(self.subnet)])
         with open(os.path.join(self.dir, "inventory.yaml")) as f:
             self.addresses = [l.split(":", 1)[1].strip() for l in f
                               if l.strip().startswith("ansible_host:")]
         assert len(self.addresses) == self.n + self.control_planes, self.addresses
+        self.up_times.append(t)
 
     def down(self):
-        run([self.binary, "lab", "down", "--dir", self.dir], check=False)
+        state = os.path.join(self.dir, "lab.json")
+        hosts = []
+        if os.path.exists(state):
+            with open(state) as f:
+                hosts = json.load(f)["hosts"]
+        t, _ = run([self.binary, "lab", "down", "--dir", self.dir], check=False)
+        if hosts:
+            self.down_times.append(t)
+            self.leftovers += leftovers(hosts, self.dir)
 
     def fresh(self):
         self.down()
@@ -103,6 +118,27 @@ class Lab:
         """The shipped site playbook as a user runs it: no variables given."""
         return run([self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
                     "--forks", str(self.n + self.control_planes), "--output", "json", report])
+
+
+def leftovers(hosts, lab_dir):
+    """What a `lab down` left behind: live processes in a host's mount namespace, and mounts
+    of the lab's host dirs seen from here (there should be none: they live in the hosts'
+    namespaces only)."""
+    namespaces = {h["mnt_ns"] for h in hosts if h.get("mnt_ns")}
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ns = int(os.readlink(f"/proc/{pid}/ns/mnt")[5:-1])
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        comm, state = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2]
+        if ns in namespaces and state not in "ZX":
+            left.append(f"process {pid} ({comm}, {state}) in a lab host's namespace")
+    with open("/proc/self/mountinfo") as f:
+        left += [f"mount {l.split()[4]}" for l in f if lab_dir in l]
+    return left
 
 
 def recap(report):
@@ -154,6 +190,8 @@ def bench(binary, n, runs, subnet):
         # The floor is measured right before every workload run, on the same lab, so that a
         # slow or fast spell of the machine shows in both (their medians give the ratios).
         floor, first, check, noop = [], [], [], []
+        first_trips = 0
+        first_report = os.path.join(lab.dir, "first.json")
         for _ in range(runs):
             lab.fresh()
             floor.append(lab.floor())
@@ -162,9 +200,10 @@ def bench(binary, n, runs, subnet):
             rss = max(rss, r)
             lab.fresh()
             floor.append(lab.floor())
-            t, r = lab.apply()
+            t, r = lab.apply(report=first_report)
             first.append(t)
             rss = max(rss, r)
+            first_trips = max(first_trips, recap(first_report)[1])
         report = os.path.join(lab.dir, "noop.json")
         for _ in range(runs):
             floor.append(lab.floor())
@@ -176,10 +215,13 @@ def bench(binary, n, runs, subnet):
         changed = sum(h["changed"] for h in rep["recap"].values())
         trips = max(h["round_trips"] for h in rep["recap"].values())
         rows = {"floor": median(floor), "noop": median(noop), "check": median(check),
-                "first": median(first)}
+                "first": median(first), "first_trips": first_trips}
         return rows, trips, changed, rss
     finally:
         lab.down()
+        rows.update(up=median(lab.up_times) if lab.up_times else 0,
+                    down=median(lab.down_times) if lab.down_times else 0,
+                    leftovers=lab.leftovers)
         shutil.rmtree(lab.dir, ignore_errors=True)
 
 
@@ -244,7 +286,7 @@ def compare(binary, n, runs, subnet):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hosts", type=int, nargs="*", default=[50, 200])
+    ap.add_argument("--hosts", type=int, nargs="*", default=[50, 200, 500])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrapctl"))
     ap.add_argument("--site", type=int, nargs="*", default=[], metavar="N",
@@ -267,14 +309,18 @@ def main():
     print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds")
     if a.hosts:
         print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
-              f"{'first':>7} {'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
+              f"{'first':>7} {'ratio':>6} {'ms/host':>7} {'trips first':>11} {'trips no-op':>11} "
+              f"{'RSS MiB':>8} {'lab up':>7} {'down':>5}")
     for i, n in enumerate(a.hosts):
         rows, trips, changed, rss = bench(a.binary, n, a.runs, a.subnet_base + i)
         f = rows["floor"]
         print(f"{n:>5} {f:7.2f} {rows['noop']:7.2f} {rows['noop']/f:6.2f} "
               f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
-              f"{rows['first']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
-              + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
+              f"{rows['first']/f:6.2f} {rows['first']/n*1000:7.1f} {rows['first_trips']:>11} "
+              f"{trips:>11} {rss/1024:8.1f} {rows['up']:7.2f} {rows['down']:5.2f}"
+              + ("" if changed == 0 else f"  (no-op run changed {changed}!)")
+              + ("" if not rows["leftovers"] else
+                 f"  (lab down left {len(rows['leftovers'])}: {rows['leftovers'][:3]})"))
         sys.stdout.flush()
     for i, n in enumerate(a.site):
         if i == 0:

@@ -20,6 +20,8 @@ use super::{
 const UP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `down` lets processes exit after SIGTERM before SIGKILL.
 const DOWN_GRACE: Duration = Duration::from_secs(2);
+/// How many times `down` looks again for processes that appeared while it was stopping a lab.
+const DOWN_RESCANS: usize = 5;
 
 /// Where the real machine's systemctl may live; each existing, distinct file gets the stand-in.
 const SYSTEMCTL_PATHS: &[&str] = &["/usr/bin/systemctl", "/bin/systemctl"];
@@ -270,6 +272,7 @@ fn prepare_host(
     h: &PlannedHost,
     port: u16,
     authorized_keys: &Path,
+    passwd: &str,
 ) -> Result<(), LabError> {
     let hd = HostDir::new(dir, &h.name);
     fresh_dir(&hd.state())?;
@@ -291,11 +294,9 @@ fn prepare_host(
     // /root/.bashrc (pyenv and the like) would otherwise run on every SSH command.
     let home = hd.state().join("root");
     fs::create_dir_all(&home).map_err(LabError::io(format!("creating {}", home.display())))?;
-    let passwd = fs::read_to_string("/etc/passwd")
-        .map_err(LabError::io("reading /etc/passwd".to_string()))?;
     write(
         hd.etc_upper().join("passwd"),
-        &with_home(&passwd, "root", &format!("{STATE_MOUNT}/root")),
+        &with_home(passwd, "root", &format!("{STATE_MOUNT}/root")),
     )?;
     write(hd.hostname(), &format!("{}\n", h.name))?;
     let paths = sshd_config::SshdPaths {
@@ -383,9 +384,15 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
     }
     let known_hosts = dir.join("known_hosts");
     keys::write_private(&known_hosts, &known)?;
-    for h in &planned {
-        prepare_host(&dir, h, spec.port, &authorized_keys)?;
-    }
+    let passwd = fs::read_to_string("/etc/passwd")
+        .map_err(LabError::io("reading /etc/passwd".to_string()))?;
+    // File work only, spread over threads so that a 500-host lab's few thousand small writes
+    // overlap; the first error (in host order) is the one reported.
+    probe::parallel_map(&planned, |h| {
+        prepare_host(&dir, h, spec.port, &authorized_keys, &passwd)
+    })
+    .into_iter()
+    .collect::<Result<Vec<()>, LabError>>()?;
 
     // Start every host without waiting for any, recording each as soon as it runs so that a
     // failure half-way can still be cleaned up by `down`.
@@ -481,7 +488,7 @@ pub(crate) fn up(spec: &LabSpec) -> Result<LabInfo, LabError> {
             pid: h.pid,
         })
         .collect();
-    let failures: Vec<String> = probe::wait_all(&pending, Instant::now() + UP_TIMEOUT)
+    let failures: Vec<String> = probe::wait_listening(&pending, Instant::now() + UP_TIMEOUT)
         .into_iter()
         .zip(&st.hosts)
         .filter_map(|(f, h)| {
@@ -720,7 +727,16 @@ fn stop(st: &LabState) -> usize {
     }
     targets.extend(procs::pids_in_namespaces(&confirmed));
     let targets: Vec<u32> = targets.into_iter().collect();
-    let n = procs::terminate(&targets, DOWN_GRACE);
+    let mut n = procs::terminate(&targets, DOWN_GRACE);
+    // A process forked after the scan (a session sshd accepted just before its TERM, a
+    // service a stand-in was starting) is not in `targets`: scan again until none is left.
+    for _ in 0..DOWN_RESCANS {
+        let late = procs::pids_in_namespaces(&confirmed);
+        if late.is_empty() {
+            break;
+        }
+        n += procs::terminate(&late, DOWN_GRACE);
+    }
     for f in pid_files {
         let _ = fs::remove_file(f);
     }

@@ -151,6 +151,42 @@ pub(crate) fn tcp_connect(t: &SshTarget) -> Result<TcpStream, TransportError> {
     Err(connect_err(t, reason, transient))
 }
 
+/// Handshakes (key exchange and login) in flight at once in this process. Each costs both
+/// ends tens of milliseconds of CPU; hundreds started at once on a small machine all crawl
+/// and some wait out their connect timeout, while taking turns they finish in the same total
+/// time (the machine was saturated either way) and none times out.
+fn max_handshakes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (32 * cores).max(64)
+}
+
+static HANDSHAKES: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One turn at a handshake, given back when dropped.
+struct HandshakeTurn;
+
+impl HandshakeTurn {
+    fn take() -> HandshakeTurn {
+        let (busy, freed) = &HANDSHAKES;
+        let mut n = busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= max_handshakes() {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        HandshakeTurn
+    }
+}
+
+impl Drop for HandshakeTurn {
+    fn drop(&mut self) {
+        let (busy, freed) = &HANDSHAKES;
+        let mut n = busy.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        freed.notify_one();
+    }
+}
+
 /// SSH over an established byte stream (a TCP socket, or one end of a socket pair bridged
 /// to a jump host's channel): handshake preferring known host key types, host key checked
 /// against known_hosts BEFORE any credential leaves this machine, then publickey auth.
@@ -159,6 +195,8 @@ pub(crate) fn establish<S: 'static + AsRawFd>(
     t: &SshTarget,
     stream: S,
 ) -> Result<Session, TransportError> {
+    // Its timeouts count from here, after the wait for a turn.
+    let _turn = HandshakeTurn::take();
     let timeout = t.timeout();
     let mut session =
         Session::new().map_err(|e| connect_err(t, format!("libssh2 session: {e}"), false))?;
