@@ -14,17 +14,7 @@ use crate::preflight::{self, render, Report};
 /// The workers a preflight looks at: the `workers` group within `--limit`.
 fn targets(inventory: &Inventory, limit: Option<&str>) -> Result<Vec<String>, Error> {
     let workers = inventory.group_hosts("workers");
-    let limited: Option<Vec<String>> = match limit {
-        Some(l) => Some(
-            inventory
-                .select(l)
-                .map_err(CommandError::Limit)?
-                .into_iter()
-                .map(|h| h.name.clone())
-                .collect(),
-        ),
-        None => None,
-    };
+    let limited = super::runner::limited_hosts(inventory, limit)?;
     Ok(workers
         .into_iter()
         .filter(|w| limited.as_ref().is_none_or(|l| l.contains(w)))

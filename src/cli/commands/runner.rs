@@ -63,6 +63,24 @@ pub fn shipped(text: &str, name: &str) -> Result<Playbook, Error> {
     .map_err(Error::from)
 }
 
+/// The hosts `--limit` selects, in inventory order; `None` without a limit (every host).
+pub fn limited_hosts(
+    inventory: &Inventory,
+    limit: Option<&str>,
+) -> Result<Option<Vec<String>>, Error> {
+    let Some(l) = limit else {
+        return Ok(None);
+    };
+    Ok(Some(
+        inventory
+            .select(l)
+            .map_err(CommandError::Limit)?
+            .into_iter()
+            .map(|h| h.name.clone())
+            .collect(),
+    ))
+}
+
 /// The hosts of each play: its pattern, within `--limit` unless the play is in `unlimited`.
 pub fn play_hosts(
     inventory: &Inventory,
@@ -70,17 +88,7 @@ pub fn play_hosts(
     limit: Option<&str>,
     unlimited: &[usize],
 ) -> Result<Vec<Vec<String>>, Error> {
-    let limited: Option<Vec<String>> = match limit {
-        Some(l) => Some(
-            inventory
-                .select(l)
-                .map_err(CommandError::Limit)?
-                .into_iter()
-                .map(|h| h.name.clone())
-                .collect(),
-        ),
-        None => None,
-    };
+    let limited = limited_hosts(inventory, limit)?;
     let mut out = Vec::new();
     for (i, play) in playbook.plays.iter().enumerate() {
         let hosts: Vec<String> = match inventory.select(&play.hosts) {
