@@ -40,10 +40,7 @@ impl HostRunner<'_> {
             reads.push(Read::Facts);
         }
         for task in tasks {
-            let Some(module) = task.module() else {
-                continue;
-            };
-            if task.delegate_to.is_some() {
+            if task.module().is_none() || task.delegate_to.is_some() {
                 continue;
             }
             // A loop over variables known now (a `binaries:` list) reads for every item here.
@@ -55,18 +52,8 @@ impl HostRunner<'_> {
                 },
             };
             for item in &items {
-                let Ok(ctx) = self.context(task, item.as_ref()) else {
-                    continue;
-                };
-                let what = format!("task {:?}", task.display_name());
-                let cx = ResolveCx {
-                    templates: &self.run.templates,
-                    vars: &ctx,
-                    base_dir: &self.run.base_dir,
-                    what: &what,
-                };
                 // A task whose arguments need results of earlier tasks reads when it runs.
-                if let Ok(r) = module.reads(&cx) {
+                if let Some(r) = self.task_reads(self.state.play_index, task, item.as_ref()) {
                     reads.extend(r);
                 }
             }
@@ -151,23 +138,10 @@ impl HostRunner<'_> {
                 reads.push(Read::Facts);
             }
             for task in play.all_tasks() {
-                let Some(module) = task.module() else {
-                    continue;
-                };
                 if task.delegate_to.is_some() || task.loop_.is_some() {
                     continue;
                 }
-                let Ok(ctx) = self.context_in(pi, task, None) else {
-                    continue;
-                };
-                let what = format!("task {:?}", task.display_name());
-                let cx = ResolveCx {
-                    templates: &self.run.templates,
-                    vars: &ctx,
-                    base_dir: &self.run.base_dir,
-                    what: &what,
-                };
-                if let Ok(r) = module.reads(&cx) {
+                if let Some(r) = self.task_reads(pi, task, None) {
                     reads.extend(r.into_iter().filter(|r| {
                         matches!(
                             r,
@@ -178,6 +152,26 @@ impl HostRunner<'_> {
             }
         }
         reads
+    }
+
+    /// What `task` of play `pi` reads on this host (for loop item `item`); `None` when its
+    /// arguments cannot be resolved yet (they need results of earlier tasks).
+    fn task_reads(
+        &self,
+        pi: usize,
+        task: &Task,
+        item: Option<&minijinja::Value>,
+    ) -> Option<Vec<Read>> {
+        let module = task.module()?;
+        let ctx = self.context_in(pi, task, item).ok()?;
+        let what = format!("task {:?}", task.display_name());
+        let cx = ResolveCx {
+            templates: &self.run.templates,
+            vars: &ctx,
+            base_dir: &self.run.base_dir,
+            what: &what,
+        };
+        module.reads(&cx).ok()
     }
 }
 
