@@ -5,10 +5,12 @@
 //! the marker written last). On any failure the temp files go and nothing is installed.
 
 use super::{marker_path, ArtifactOp, Install, Source};
-use crate::engine::executor::{random_suffix, run_tag, TEMP_PREFIX};
+use crate::engine::executor::{random_suffix, run_tag, stale_temps_script, TEMP_PREFIX};
 use crate::shell::quote_always as q;
 
-/// The script for `op`; it prints `@@ bytes N` once it holds the N bytes of the artifact.
+/// The script for `op`; it prints `@@ bytes N` once it holds the N bytes of the artifact, and
+/// `@@ stale PATH` for each temp file an interrupted install left in the target directory
+/// (removed first: the script runs under the host's lock, so no other run is writing there).
 pub fn install_script(op: &ArtifactOp) -> String {
     let dir = op.dir();
     let temp = format!(
@@ -20,10 +22,20 @@ pub fn install_script(op: &ArtifactOp) -> String {
     let what = format!("{} {} from {}", op.name, op.version, op.source.describe());
     let mut s = format!(
         "set -e\numask 022\nd={}\nt={}\nmkdir -p -- \"$d\"\n\
-         trap 'rm -rf -- \"$t\" \"$t.d\" \"$t.l\" \"$t.m\"' EXIT\n",
+         trap 'rm -rf -- \"$t\" \"$t.d\" \"$t.l\" \"$t.m\"' EXIT\n{}",
         q(&dir),
-        q(&temp)
+        q(&temp),
+        stale_temps_script(&[&dir]),
     );
+    // A tarball's unpack directory (`$t.d`) of another run: only that exact shape of name.
+    s.push_str(&format!(
+        "for bsctl_f in \"$d\"/{TEMP_PREFIX}r??????????.*.d; do\n\
+         \x20 case $bsctl_f in */{TEMP_PREFIX}{tag}.*) continue ;; esac\n\
+         \x20 [ -d \"$bsctl_f\" ] && [ ! -L \"$bsctl_f\" ] || continue\n\
+         \x20 rm -rf -- \"$bsctl_f\" && printf '@@ stale %s\\n' \"$bsctl_f\"\n\
+         done\n",
+        tag = run_tag()
+    ));
     match &op.source {
         // Created exclusively, so that no other file of that name is ever written through.
         Source::Upload { .. } => s.push_str("( set -C; cat > \"$t\" )\n"),

@@ -190,6 +190,65 @@ mod tests {
         );
         std::fs::remove_dir_all(&d).unwrap();
     }
+
+    #[test]
+    fn an_install_removes_what_interrupted_installs_left_in_its_directory_and_nothing_else() {
+        let d = dir("stale");
+        let src = d.join("src-kubelet");
+        std::fs::write(&src, b"#!/bin/sh\n").unwrap();
+        let target = d.join("bin");
+        let stale_dir = target.join(".bootstrapctl.r0000000000.beef.d");
+        std::fs::create_dir_all(stale_dir.join("sub")).unwrap();
+        std::fs::write(stale_dir.join("sub/member"), b"x").unwrap();
+        for f in [
+            ".bootstrapctl.r0000000000.feed",   // another run's upload
+            ".bootstrapctl.0123456789abcdef",   // an older version's
+            ".bootstrapctl.r0000000000.beef.l", // a tarball's member list
+            ".bootstrapctl-containerd.sha256",  // a marker, not a temp file
+            "keep",
+        ] {
+            std::fs::write(target.join(f), b"token: secret").unwrap();
+        }
+        // Not of the unpack-directory shape: left alone.
+        std::fs::create_dir(target.join(".bootstrapctl.adir")).unwrap();
+        let op = ArtifactOp {
+            name: "kubelet".into(),
+            version: "v1.31.0".into(),
+            sha256: crate::artifact::sha256_file(&src).unwrap(),
+            source: Source::Upload {
+                local: src.display().to_string(),
+                size: 10,
+            },
+            install: Install::Binary {
+                dest: target.join("kubelet").display().to_string(),
+                mode: 0o755,
+            },
+        };
+        let out = run(&op);
+        assert!(out.success(), "{}", out.stderr_lossy());
+        let t = target.display().to_string();
+        let mut removed = crate::engine::executor::stale_removed(&out.stdout);
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                format!("{t}/.bootstrapctl.0123456789abcdef"),
+                format!("{t}/.bootstrapctl.r0000000000.beef.d"),
+                format!("{t}/.bootstrapctl.r0000000000.beef.l"),
+                format!("{t}/.bootstrapctl.r0000000000.feed"),
+            ]
+        );
+        assert_eq!(
+            names(&target),
+            [
+                ".bootstrapctl-containerd.sha256",
+                ".bootstrapctl.adir",
+                "keep",
+                "kubelet"
+            ]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
 
 #[cfg(test)]

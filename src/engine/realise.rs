@@ -145,8 +145,16 @@ impl HostRunner<'_> {
             (true, false) => TaskStatus::Ok,
             (false, _) => TaskStatus::Failed,
         };
-        let msg = if out.success() {
+        // Housekeeping an install did first (temp files an interrupted install left): recorded.
+        let stale = executor::stale_removed(&out.stdout);
+        let msg = if out.success() && stale.is_empty() {
             "changed".to_string()
+        } else if out.success() {
+            format!(
+                "changed; removed {} temp file(s) an interrupted run left: {}",
+                stale.len(),
+                stale.join(", ")
+            )
         } else {
             let (stdout, stderr) = (out.stdout_lossy(), out.stderr_lossy());
             format!(
