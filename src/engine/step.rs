@@ -52,6 +52,8 @@ impl Step {
 /// A task's result waiting for the flush that applies its ops (none: it only keeps its place
 /// in the report's order).
 pub struct Deferred {
+    /// The play the task belongs to (a batch may be carried into the next play).
+    pub(super) play: usize,
     pub(super) result: TaskResult,
     pub(super) ops: Vec<Op>,
     pub(super) become_: Option<Become>,
