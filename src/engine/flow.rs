@@ -331,6 +331,6 @@ impl HostRunner<'_> {
 
     /// The host's variables outside any task (for play keywords).
     pub(super) fn play_context(&self) -> Result<Value, String> {
-        self.context(&super::step::dummy_task(), None)
+        self.context(super::step::dummy_task(), None)
     }
 }

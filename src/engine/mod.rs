@@ -84,6 +84,8 @@ pub struct RunCx {
     results: Mutex<Vec<(usize, TaskResult)>>,
     /// Hosts' planned changes carried from the end of a play into the next (see batch.rs).
     carried: Mutex<HashMap<String, Vec<step::Deferred>>>,
+    /// Per host, what tasks of later plays read, once resolved (see reads.rs).
+    later_reads: Mutex<HashMap<String, LaterReads>>,
     /// Plays that did not start, and why (said in the recap).
     stopped: Mutex<Vec<String>>,
     pub interrupted: AtomicBool,
@@ -135,6 +137,7 @@ impl RunCx {
             play_hosts,
             results: Mutex::new(Vec::new()),
             carried: Mutex::new(HashMap::new()),
+            later_reads: Mutex::new(HashMap::new()),
             stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
             includes: Mutex::new(HashMap::new()),
@@ -229,6 +232,9 @@ pub struct PlayState {
 }
 
 type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
+
+/// By (play index, task address): the host's reads of that task.
+type LaterReads = HashMap<(usize, usize), Vec<crate::hoststate::Read>>;
 
 pub(super) type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
 

@@ -59,15 +59,19 @@ pub struct Deferred {
     pub(super) become_: Option<Become>,
 }
 
-/// A stand-in task for reads made before any task runs (the become of the first task).
-pub(super) fn dummy_task() -> Task {
-    crate::playbook::parse(
-        "- hosts: all\n  tasks: [{command: 'true'}]\n",
-        std::path::Path::new("-"),
-    )
-    .expect("static playbook")
-    .plays
-    .remove(0)
-    .tasks
-    .remove(0)
+/// A stand-in task for reads made before any task runs (the become of the first task), and
+/// for the play's own variables. Parsed once: every host asks for it in every play.
+pub(super) fn dummy_task() -> &'static Task {
+    static TASK: std::sync::OnceLock<Task> = std::sync::OnceLock::new();
+    TASK.get_or_init(|| {
+        crate::playbook::parse(
+            "- hosts: all\n  tasks: [{command: 'true'}]\n",
+            std::path::Path::new("-"),
+        )
+        .expect("static playbook")
+        .plays
+        .remove(0)
+        .tasks
+        .remove(0)
+    })
 }
