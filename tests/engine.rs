@@ -236,3 +236,103 @@ fn batched_changes_apply_in_order_and_stop_at_the_first_failure() {
     });
     assert_eq!(leftovers.count(), 0);
 }
+
+#[test]
+fn a_plays_batch_goes_out_with_the_next_plays_and_fails_there_as_in_its_own_play() {
+    // Play "first" ends with its copies still batched; play "second" starts with a copy and a
+    // skipped command (neither needs them applied), so both plays' copies go out in one script
+    // before the shell task. On h2 the carried batch fails at "two": nothing after it runs.
+    let (d, inv, pb) = setup(
+        "carry",
+        2,
+        "- name: first\n  hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: one\n      copy: {content: '1', dest: 'DIR/{{ inventory_hostname }}-one'}\n    - name: two\n      copy: {content: '2', dest: 'DIR/{{ inventory_hostname }}-two'}\n      when: inventory_hostname == 'h1'\n    - name: two\n      copy: {content: '2', dest: 'DIR/{{ inventory_hostname }}-two', owner: no-such-user-bsctl}\n      when: inventory_hostname == 'h2'\n- name: second\n  hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: three\n      copy: {content: '3', dest: 'DIR/{{ inventory_hostname }}-three'}\n    - name: skipped command\n      command: touch DIR/{{ inventory_hostname }}-skipped\n      when: false\n    - name: four\n      shell: touch DIR/{{ inventory_hostname }}-four\n",
+    );
+    let report = d.join("r.json");
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let rep = json(&report);
+    let plays: Vec<(String, String, String)> = rep["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["play"].as_str().unwrap().to_string(),
+                r["host"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Each play's results under it, the first play's before the second's.
+    let first: Vec<&(String, String, String)> = plays.iter().filter(|p| p.0 == "first").collect();
+    assert_eq!(first.len(), 6, "{plays:?}");
+    assert!(plays[..6].iter().all(|p| p.0 == "first"), "{plays:?}");
+    let mut res = results(&rep);
+    res.sort();
+    assert_eq!(
+        res,
+        [
+            ("h1".into(), "four".into(), "changed".into()),
+            ("h1".into(), "one".into(), "changed".into()),
+            ("h1".into(), "skipped command".into(), "skipped".into()),
+            ("h1".into(), "three".into(), "changed".into()),
+            ("h1".into(), "two".into(), "changed".into()),
+            ("h1".into(), "two".into(), "skipped".into()),
+            ("h2".into(), "one".into(), "changed".into()),
+            ("h2".into(), "two".into(), "failed".into()),
+            ("h2".into(), "two".into(), "skipped".into()),
+        ]
+    );
+    // The live line of a result applied in a later play names its own play.
+    assert!(
+        r.stdout
+            .contains("failed: [h2] two: exit status 1: chown: invalid user")
+            && r.stdout.contains("(play [first])"),
+        "{}",
+        r.stdout
+    );
+    for f in ["h1-one", "h1-two", "h1-three", "h1-four", "h2-one"] {
+        assert!(d.join(f).exists(), "{f}");
+    }
+    for f in ["h1-skipped", "h2-two", "h2-three", "h2-four", "h2-skipped"] {
+        assert!(!d.join(f).exists(), "{f}");
+    }
+    // h1: the read, one script for both plays' copies, the shell task.
+    assert_eq!(rep["recap"]["h1"]["round_trips"], 3, "{}", rep["recap"]);
+    assert_eq!(rep["recap"]["h2"]["failed"], 1, "{}", rep["recap"]);
+}
+
+#[test]
+fn a_batch_stays_in_its_play_before_a_play_that_could_rescue_it() {
+    // A block in the next play could catch the failure as its own: the batch goes out first.
+    let (d, inv, pb) = setup(
+        "nocarry",
+        1,
+        "- name: first\n  hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: two\n      copy: {content: '2', dest: 'DIR/two', owner: no-such-user-bsctl}\n- name: second\n  hosts: nodes\n  gather_facts: false\n  tasks:\n    - block:\n        - name: three\n          copy: {content: '3', dest: 'DIR/three'}\n      rescue:\n        - name: rescued\n          copy: {content: 'r', dest: 'DIR/rescued'}\n",
+    );
+    let report = d.join("r.json");
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &pb,
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(
+        results(&json(&report)),
+        [("h1".into(), "two".into(), "failed".into())]
+    );
+    assert!(!d.join("three").exists() && !d.join("rescued").exists());
+    assert!(!r.stdout.contains("(play ["), "{}", r.stdout);
+}

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-
 use crate::plan::Op;
 use crate::shell::{quote as sh_quote, quote_always as sh_quote_always};
 use crate::transport::{Become, ExecOutput, Transport, TransportError};
@@ -19,7 +17,7 @@ use crate::transport::{Become, ExecOutput, Transport, TransportError};
 /// a temp file created exclusively (`set -C`) under the umask of its final mode in the target's
 /// directory, then `chmod` (only for modes a umask cannot give), `chown` (only when an owner is
 /// given and it is not root running as root), one `sync` for the temp files of a run of
-/// write-only tasks, and `mv`; directories are synced once per script.
+/// tasks (`stage.rs`), and `mv`; directories are synced once per script.
 pub fn ops_script(ops: &[Op]) -> String {
     let body = batch_body(&[TaskOps { marker: None, ops }]);
     format!("{SCRIPT_PRELUDE}{body}{}", dirs_sync(ops))
@@ -27,196 +25,17 @@ pub fn ops_script(ops: &[Op]) -> String {
 
 /// The umask everything but a write's temp file is created under (directories of `mkdir -p`,
 /// `systemctl enable`'s `*.wants`), as a login shell and so Ansible's modules have it.
-const OPS_UMASK: &str = "umask 022\n";
+pub(super) const OPS_UMASK: &str = "umask 022\n";
 
 /// Starts every apply script: stop at the first error; the umask of OPS_UMASK (each write sets
 /// its own around its temp file and restores this one).
 pub const SCRIPT_PRELUDE: &str = "set -e\numask 022\nset -C\n\
     while read -r k v _; do [ \"$k\" = Uid: ] && { bsctl_uid=$v; break; }; done < /proc/self/status\n";
 
-/// One task's ops in a batch script; `marker` N is echoed as `@@ done N` once they are applied,
-/// so that the caller can tell, after a failure, which tasks took effect.
-pub struct TaskOps<'a> {
-    pub marker: Option<usize>,
-    pub ops: &'a [Op],
-}
-
-/// Most writes staged behind one `sync`: a failure while staging commits the tasks before it
-/// with a few lines of script each, so a group's script grows with the square of its size.
-const MAX_STAGED_WRITES: usize = 8;
-
-/// The body (no prelude) for several tasks' ops, in order, each followed by its marker.
-/// Consecutive tasks that only write files are staged together: every temp file is written,
-/// then one `sync` makes all of them durable, then they are renamed into place task by task.
-/// If staging fails, the tasks already fully staged are committed first, so the outcome is
-/// that of running the tasks one by one: earlier tasks applied, the failed one and later ones
-/// not (a failed task's files all stay as they were).
-pub fn batch_body(tasks: &[TaskOps]) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while i < tasks.len() {
-        let mut j = i;
-        let mut writes = 0;
-        while j < tasks.len() && is_write_only(tasks[j].ops) {
-            let n = tasks[j].ops.len();
-            if j > i && writes + n > MAX_STAGED_WRITES {
-                break;
-            }
-            writes += n;
-            j += 1;
-        }
-        if j > i {
-            s.push_str(&staged_writes(&tasks[i..j]));
-            i = j;
-            continue;
-        }
-        s.push_str(&ops_body(tasks[i].ops));
-        s.push_str(&marker_line(tasks[i].marker));
-        i += 1;
-    }
-    s
-}
-
-fn is_write_only(ops: &[Op]) -> bool {
-    !ops.is_empty() && ops.iter().all(|o| matches!(o, Op::WriteFile { .. }))
-}
-
-fn marker_line(marker: Option<usize>) -> String {
-    marker.map_or(String::new(), |m| format!("echo '@@ done {m}'\n"))
-}
-
-/// One file write of a staged group: its task (index in the group), the shell variable that
-/// holds its temp file's name, and the op's fields.
-struct Staged<'a> {
-    task: usize,
-    var: String,
-    path: &'a str,
-    content: &'a [u8],
-    mode: u32,
-    owner: &'a Option<String>,
-    group: &'a Option<String>,
-}
-
-impl Staged<'_> {
-    /// `"$tN"`, as the script refers to the temp file.
-    fn temp(&self) -> String {
-        format!("\"${}\"", self.var)
-    }
-}
-
-/// Writes of `tasks` (all WriteFile ops): stage every temp file, one sync, then rename.
-fn staged_writes(tasks: &[TaskOps]) -> String {
-    let mut writes: Vec<Staged> = Vec::new();
-    for (task, t) in tasks.iter().enumerate() {
-        for op in t.ops {
-            if let Op::WriteFile {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-            } = op
-            {
-                writes.push(Staged {
-                    task,
-                    var: format!("t{}", writes.len() + 1),
-                    path,
-                    content,
-                    mode: *mode,
-                    owner,
-                    group,
-                });
-            }
-        }
-    }
-    // Renames and markers of the first `upto` tasks, after one sync of their temp files.
-    let commit = |upto: usize| -> String {
-        let mine: Vec<&Staged> = writes.iter().filter(|w| w.task < upto).collect();
-        if mine.is_empty() {
-            return String::new();
-        }
-        let temps: Vec<String> = mine.iter().map(|w| w.temp()).collect();
-        let mut c = format!("sync -- {}\n", temps.join(" "));
-        for (g, task) in tasks.iter().enumerate().take(upto) {
-            for w in mine.iter().filter(|w| w.task == g) {
-                c.push_str(&format!("mv -f -- {} {}\n", w.temp(), sh_quote(w.path)));
-            }
-            c.push_str(&marker_line(task.marker));
-        }
-        c
-    };
-    let mut s = String::new();
-    for w in &writes {
-        let t = format!(
-            "{}/{TEMP_PREFIX}{}.{}",
-            parent(w.path),
-            run_tag(),
-            random_suffix()
-        );
-        s.push_str(&format!("{}={}\n", w.var, sh_quote(&t)));
-    }
-    let all: Vec<String> = writes.iter().map(Staged::temp).collect();
-    s.push_str(&format!("trap 'rm -f -- {}' EXIT\n", all.join(" ")));
-    for w in &writes {
-        let (temp, path, mode) = (w.temp(), w.path, w.mode);
-        // On failure: the tasks before this one still take effect, as if run one by one.
-        let handler = |what: Option<String>| -> String {
-            let say = what.map_or(String::new(), |m| format!("echo {} >&2\n", sh_quote(&m)));
-            format!("{say}{}exit 1\n", commit(w.task))
-        };
-        let on_fail = |what: Option<String>| format!(" || {{\n{}}}\n", handler(what));
-        // Created with its final permissions (or 0600 until chmod), never wider.
-        let plain = mode & 0o7111 == 0;
-        let umask = if plain { !mode & 0o777 } else { 0o077 };
-        s.push_str(&format!("umask {umask:03o}\n"));
-        // dash's printf reports ENOSPC as a bare "I/O error": say what was written.
-        let what = Some(format!(
-            "bootstrapctl: writing {path} failed (disk full or I/O error); the old file is kept"
-        ));
-        match std::str::from_utf8(w.content) {
-            Ok(text) if !text.contains('\0') => {
-                s.push_str(&format!("printf '%s' {} > {temp}", sh_quote_always(text)));
-                s.push_str(&on_fail(what));
-            }
-            _ => {
-                // The here-document's body starts on the next line, so the handler goes in
-                // an `else` after it.
-                s.push_str(&format!("if base64 -d > {temp} <<'__BOOTSTRAPCTL_EOF__'\n"));
-                let b64 = base64::engine::general_purpose::STANDARD.encode(w.content);
-                for chunk in b64.as_bytes().chunks(76) {
-                    s.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-                    s.push('\n');
-                }
-                s.push_str("__BOOTSTRAPCTL_EOF__\nthen :; else\n");
-                s.push_str(&handler(what));
-                s.push_str("fi\n");
-            }
-        }
-        // The write's umask must not reach what follows it in the script.
-        s.push_str(OPS_UMASK);
-        // A plain mode comes from the umask the file is created under (no chmod process);
-        // modes with execute or special bits need chmod.
-        if !plain {
-            s.push_str(&format!("chmod {mode:04o} {temp}"));
-            s.push_str(&on_fail(None));
-        }
-        if let Some(chown) = chown_spec(w.owner, w.group) {
-            let cmd = format!("chown {} {temp}", sh_quote(&chown));
-            if is_root_spec(w.owner, w.group) {
-                s.push_str(&format!("[ \"$bsctl_uid\" = 0 ] || {cmd}"));
-            } else {
-                s.push_str(&cmd);
-            }
-            s.push_str(&on_fail(None));
-        }
-    }
-    s.push_str(&commit(tasks.len()));
-    s.push_str("trap - EXIT\n");
-    s
-}
+pub use super::stage::{batch_body, TaskOps};
 
 /// The ops of one task without the prelude; writes are staged one by one.
-fn ops_body(ops: &[Op]) -> String {
+pub(super) fn ops_body(ops: &[Op]) -> String {
     let mut s = String::new();
     let mut i = 0;
     while i < ops.len() {
@@ -241,7 +60,7 @@ fn ops_body(ops: &[Op]) -> String {
             continue;
         }
         match op {
-            Op::WriteFile { .. } => s.push_str(&staged_writes(&[TaskOps {
+            Op::WriteFile { .. } => s.push_str(&super::stage::staged_group(&[TaskOps {
                 marker: None,
                 ops: std::slice::from_ref(op),
             }])),
@@ -407,12 +226,12 @@ pub fn random_suffix() -> String {
     format!("{:016x}", h.finish())
 }
 
-fn is_root_spec(owner: &Option<String>, group: &Option<String>) -> bool {
+pub(super) fn is_root_spec(owner: &Option<String>, group: &Option<String>) -> bool {
     owner.as_deref().is_none_or(|o| o == "root" || o == "0")
         && group.as_deref().is_none_or(|g| g == "root" || g == "0")
 }
 
-fn chown_spec(owner: &Option<String>, group: &Option<String>) -> Option<String> {
+pub(super) fn chown_spec(owner: &Option<String>, group: &Option<String>) -> Option<String> {
     match (owner, group) {
         (None, None) => None,
         (Some(o), None) => Some(o.clone()),
@@ -766,7 +585,7 @@ mod batch_tests {
     fn long_runs_of_writes_are_split_into_bounded_groups() {
         let dir = std::env::temp_dir().join(format!("bsctl-batch-long-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ops: Vec<Vec<Op>> = (0..20)
+        let ops: Vec<Vec<Op>> = (0..70)
             .map(|i| vec![write(&dir.join(format!("f{i}")), &format!("{i}"), None)])
             .collect();
         let tasks: Vec<TaskOps> = ops
@@ -778,19 +597,100 @@ mod batch_tests {
             })
             .collect();
         let body = batch_body(&tasks);
-        // 20 writes in groups of 8, 8 and 4: each group syncs all its temps once (the
-        // failure handlers of the full groups sync at most 7).
+        // 70 writes in groups of 32, 32 and 6: each group syncs all its temps once (the
+        // failure handlers of the full groups sync at most 31).
         let all = |n: usize| {
             let temps: Vec<String> = (1..=n).map(|i| format!("\"$t{i}\"")).collect();
             format!("\nsync -- {}\n", temps.join(" "))
         };
-        assert_eq!(body.matches(&all(8)).count(), 2, "{body}");
-        assert!(body.contains(&all(4)));
-        assert!(!body.contains("$t9"));
+        assert_eq!(body.matches(&all(32)).count(), 2, "{body}");
+        assert!(body.contains(&all(6)));
+        assert!(!body.contains("$t33"));
         let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
         assert!(out.success(), "{}", out.stderr_lossy());
-        assert_eq!(markers(&out).len(), 20);
-        assert_eq!(std::fs::read_to_string(dir.join("f19")).unwrap(), "19");
+        assert_eq!(markers(&out).len(), 70);
+        assert_eq!(std::fs::read_to_string(dir.join("f69")).unwrap(), "69");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_op_between_staged_writes_leaves_the_tasks_before_it_applied_and_no_temp() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-op-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, c) = (dir.join("a"), dir.join("c"));
+        std::fs::write(&c, "old").unwrap();
+        // The second task's chmod fails (no such path): the third task's write, staged before
+        // it, must not take effect.
+        let t0 = vec![write(&a, "new", None)];
+        let t1 = vec![Op::SetAttrs {
+            path: dir.join("missing").display().to_string(),
+            mode: Some(0o644),
+            owner: None,
+            group: None,
+        }];
+        let t2 = vec![write(&c, "new", None)];
+        let tasks = [
+            TaskOps {
+                marker: Some(0),
+                ops: &t0,
+            },
+            TaskOps {
+                marker: Some(1),
+                ops: &t1,
+            },
+            TaskOps {
+                marker: Some(2),
+                ops: &t2,
+            },
+        ];
+        let body = batch_body(&tasks);
+        // One group: one sync of both temp files on the way that succeeds.
+        assert_eq!(
+            body.matches("\nsync -- \"$t1\" \"$t2\"\n").count(),
+            1,
+            "{body}"
+        );
+        let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
+        assert!(!out.success());
+        assert_eq!(markers(&out), ["0"]);
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&c).unwrap(), "old");
+        assert_eq!(temp_files(&dir), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_into_a_directory_made_earlier_in_the_batch_is_staged_after_it() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-mkdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sub = dir.join("new");
+        let t0 = vec![Op::Mkdir {
+            path: sub.display().to_string(),
+            mode: 0o755,
+            owner: None,
+            group: None,
+        }];
+        let t1 = vec![write(&sub.join("f"), "x", None)];
+        let t2 = vec![write(&dir.join("g"), "y", None)];
+        let tasks = [
+            TaskOps {
+                marker: Some(0),
+                ops: &t0,
+            },
+            TaskOps {
+                marker: Some(1),
+                ops: &t1,
+            },
+            TaskOps {
+                marker: Some(2),
+                ops: &t2,
+            },
+        ];
+        let out = run(&format!("{SCRIPT_PRELUDE}{}", batch_body(&tasks)));
+        assert!(out.success(), "{}", out.stderr_lossy());
+        assert_eq!(markers(&out), ["0", "1", "2"]);
+        assert_eq!(std::fs::read_to_string(sub.join("f")).unwrap(), "x");
+        assert_eq!(std::fs::read_to_string(dir.join("g")).unwrap(), "y");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -811,10 +711,11 @@ mod batch_tests {
             marker: Some(0),
             ops: &ops,
         }]);
-        // The 0644 write's umask is set before its temp file and put back before the mkdir.
+        // The 0644 write's umask is set before its temp file and put back before the mkdir runs.
         let write_at = body.find("umask 133\n").expect("write umask");
         let restore_at = body[write_at..].find("umask 022\n").expect("restored") + write_at;
-        assert!(restore_at < body.find("mkdir -p").unwrap(), "{body}");
+        // The mkdir runs in the commit, after the writes are staged.
+        assert!(restore_at < body.rfind("bsctl_upto 1").unwrap(), "{body}");
         let out = run(&format!("{SCRIPT_PRELUDE}{body}"));
         assert!(out.success(), "{}", out.stderr_lossy());
         use std::os::unix::fs::PermissionsExt as _;

@@ -170,8 +170,15 @@ impl HostRunner<'_> {
         }
     }
 
-    /// The notified handlers, in the order the play lists them; each runs once per flush.
+    /// The notified handlers, then their changes (and those before them) applied.
     pub(super) fn run_handlers(&self, notified: &mut BTreeSet<String>) -> Result<(), Stop> {
+        self.run_notified(notified)?;
+        self.flush().map_err(Stop::Failed)
+    }
+
+    /// The notified handlers, in the order the play lists them; each runs once per flush.
+    /// Their batchable changes join the host's pending batch.
+    pub(super) fn run_notified(&self, notified: &mut BTreeSet<String>) -> Result<(), Stop> {
         for h in &self.play().handlers {
             let mut names = vec![h.display_name()];
             names.extend(h.name.iter().cloned());
@@ -184,7 +191,7 @@ impl HostRunner<'_> {
             }
             self.run_list_as(std::slice::from_ref(h), true, notified)?;
         }
-        self.flush().map_err(Stop::Failed)
+        Ok(())
     }
 
     /// `include_tasks`: its file rendered per host (and per loop item), loaded once per run.
@@ -324,6 +331,6 @@ impl HostRunner<'_> {
 
     /// The host's variables outside any task (for play keywords).
     pub(super) fn play_context(&self) -> Result<Value, String> {
-        self.context(&super::step::dummy_task(), None)
+        self.context(super::step::dummy_task(), None)
     }
 }

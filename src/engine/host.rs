@@ -37,6 +37,7 @@ pub struct HostRunner<'a> {
 impl HostRunner<'_> {
     pub fn run(&self) -> HostPlayOutcome {
         let play = self.play();
+        self.take_carried();
         let mut notified = BTreeSet::new();
         let fatal = match self.play_context() {
             Ok(ctx) => play
@@ -65,9 +66,10 @@ impl HostRunner<'_> {
         self.connect_lock_and_prefetch(&all, play.gather_facts);
         let ran = self
             .run_list(&play.tasks, &mut notified)
-            // The handlers' changes join the tasks' in the same batch.
-            .and_then(|()| self.run_handlers(&mut notified))
-            .and_then(|()| self.flush().map_err(Stop::Failed));
+            // The handlers' changes join the tasks' in the same batch, which may go on into
+            // the next play's.
+            .and_then(|()| self.run_notified(&mut notified))
+            .and_then(|()| self.carry_or_flush().map_err(Stop::Failed));
         match ran {
             Ok(()) | Err(Stop::EndHost) | Err(Stop::EndPlay) => {
                 // Ended on purpose: what was planned is applied, the host did not fail.

@@ -30,12 +30,16 @@ const ACQUIRE: &str = r#"bsctl_lock() {
   done
   [ -n "$bsctl_me" ] || bsctl_me="$PPID 0"
   bsctl_i=0
-  until mkdir "$bsctl_l.d" 2>/dev/null; do
+  # The mutex is a file created exclusively (noclobber) by the shell itself: no process.
+  set -C
+  until { true; } 2>/dev/null >"$bsctl_l.d"; do
     bsctl_i=$((bsctl_i+1))
-    # A run that died inside these few lines leaves the directory: take it over.
-    if [ "$bsctl_i" -ge 50 ]; then rmdir "$bsctl_l.d" 2>/dev/null; fi
+    # A run that died inside these few lines leaves the file (an older version, a
+    # directory): take it over.
+    if [ "$bsctl_i" -ge 50 ]; then rm -f "$bsctl_l.d" 2>/dev/null || rmdir "$bsctl_l.d"; fi
     sleep 0.1
   done
+  set +C
   bsctl_held=""
   if read -r bsctl_pid bsctl_start bsctl_run bsctl_since < "$bsctl_l" 2>/dev/null && [ "$bsctl_run" != BSCTL_RUN_ID ]; then
     if read -r bsctl_s < "/proc/$bsctl_pid/stat" 2>/dev/null; then
@@ -48,7 +52,7 @@ const ACQUIRE: &str = r#"bsctl_lock() {
     # Inside the mkdir mutex, so no reader sees it half-written.
     printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID BSCTL_SINCE > "$bsctl_l"
   fi
-  rmdir "$bsctl_l.d"
+  rm -f "$bsctl_l.d"
   if [ -n "$bsctl_held" ]; then echo "@@ lock held $bsctl_held"; exit 0; fi
   echo "@@ lock ok"
 }
@@ -113,6 +117,15 @@ mod tests {
         // The same pid with another start time is a reused pid: not a holder.
         std::fs::write(lock_path(), "1 12345 other 2026-01-01T00:00:00Z\n").unwrap();
         assert!(run_here(&acquire("run2")).contains("@@ lock ok"));
+        // The mutex is gone once the lock is taken; one a dead run left (a file, or the
+        // directory of an older version) is taken over.
+        let mutex = format!("{}.d", lock_path());
+        assert!(!std::path::Path::new(&mutex).exists());
+        std::fs::create_dir(&mutex).unwrap();
+        assert!(run_here(&acquire("run3")).contains("@@ lock ok"));
+        std::fs::write(&mutex, "").unwrap();
+        assert!(run_here(&acquire("run3")).contains("@@ lock ok"));
+        assert!(!std::path::Path::new(&mutex).exists());
         let _ = std::fs::remove_file(lock_path());
     }
 }

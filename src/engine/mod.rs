@@ -12,6 +12,7 @@ mod reads;
 mod realise;
 pub mod reporter;
 pub mod result;
+mod stage;
 mod step;
 mod task;
 
@@ -79,7 +80,12 @@ pub struct RunCx {
     pub base_dir: PathBuf,
     /// Hosts each play runs on, resolved and validated before anything connects.
     pub play_hosts: Vec<Vec<String>>,
-    results: Mutex<Vec<TaskResult>>,
+    /// Results by the index of the play they belong to.
+    results: Mutex<Vec<(usize, TaskResult)>>,
+    /// Hosts' planned changes carried from the end of a play into the next (see batch.rs).
+    carried: Mutex<HashMap<String, Vec<step::Deferred>>>,
+    /// Per host, what tasks of later plays read, once resolved (see reads.rs).
+    later_reads: Mutex<HashMap<String, LaterReads>>,
     /// Plays that did not start, and why (said in the recap).
     stopped: Mutex<Vec<String>>,
     pub interrupted: AtomicBool,
@@ -130,6 +136,8 @@ impl RunCx {
             base_dir,
             play_hosts,
             results: Mutex::new(Vec::new()),
+            carried: Mutex::new(HashMap::new()),
+            later_reads: Mutex::new(HashMap::new()),
             stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
             includes: Mutex::new(HashMap::new()),
@@ -204,8 +212,8 @@ impl RunCx {
         ));
     }
 
-    pub fn collect(&self, r: TaskResult) {
-        self.results.lock().expect("results").push(r);
+    pub fn collect(&self, play: usize, r: TaskResult) {
+        self.results.lock().expect("results").push((play, r));
     }
 }
 
@@ -224,6 +232,9 @@ pub struct PlayState {
 }
 
 type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
+
+/// By (play index, task address): the host's reads of that task.
+type LaterReads = HashMap<(usize, usize), Vec<crate::hoststate::Read>>;
 
 pub(super) type RunOnceCell = Arc<Mutex<Option<(String, TaskStatus, Value)>>>;
 
@@ -366,7 +377,13 @@ pub fn run(cx: Arc<RunCx>) -> RunOutcome {
         .build()
         .expect("tokio runtime");
     rt.block_on(run_plays(cx.clone()));
-    let results = std::mem::take(&mut *cx.results.lock().expect("results"));
+    // Interrupted before the play a batch was carried into: its changes still go out.
+    batch::flush_carried(&cx);
+    let mut results = std::mem::take(&mut *cx.results.lock().expect("results"));
+    // A play's results together, in play order, though a carried batch reports its play's
+    // results during the next play.
+    results.sort_by_key(|(play, _)| *play);
+    let results: Vec<TaskResult> = results.into_iter().map(|(_, r)| r).collect();
     let mut outcome = RunOutcome {
         check: cx.opts.check,
         interrupted: cx.interrupted.load(Ordering::SeqCst),

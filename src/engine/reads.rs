@@ -71,12 +71,11 @@ impl HostRunner<'_> {
                 }
             }
         }
-        let dummy = dummy_task();
         let first = tasks
             .iter()
             .find(|t| t.module().is_some())
             .copied()
-            .unwrap_or(&dummy);
+            .unwrap_or(dummy_task());
         let become_ = self.become_for(first);
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
@@ -127,9 +126,20 @@ impl HostRunner<'_> {
     /// resolve now: read with this play's, so that a run of several plays on a host (the
     /// workers plays: who must join, the token, the join) costs one read there, not one per
     /// play. Cluster reads and commands are left to their play: they may change meanwhile.
+    ///
+    /// What a later task reads is kept once it resolves (each play's prefetch would resolve
+    /// every later task again: a run of P plays, the last play's tasks P times per host); a
+    /// task that resolves otherwise by the time it runs reads then what is still missing.
     fn later_plays_reads(&self) -> Vec<Read> {
         let mut reads = Vec::new();
         let here = self.state.play_index;
+        let mut known = self
+            .run
+            .later_reads
+            .lock()
+            .expect("later reads")
+            .remove(self.host)
+            .unwrap_or_default();
         for (pi, play) in self.run.playbook.plays.iter().enumerate().skip(here + 1) {
             if !self.run.play_hosts[pi].iter().any(|h| h == self.host) {
                 continue;
@@ -141,16 +151,32 @@ impl HostRunner<'_> {
                 if task.delegate_to.is_some() || task.loop_.is_some() {
                     continue;
                 }
+                // Tasks live as long as the run, so their address names them.
+                let key = (pi, task as *const Task as usize);
+                if let Some(r) = known.get(&key) {
+                    reads.extend(r.iter().cloned());
+                    continue;
+                }
                 if let Some(r) = self.task_reads(pi, task, None) {
-                    reads.extend(r.into_iter().filter(|r| {
-                        matches!(
-                            r,
-                            Read::File(_) | Read::Unit(_) | Read::Swaps | Read::Kernel(_)
-                        )
-                    }));
+                    let r: Vec<Read> = r
+                        .into_iter()
+                        .filter(|r| {
+                            matches!(
+                                r,
+                                Read::File(_) | Read::Unit(_) | Read::Swaps | Read::Kernel(_)
+                            )
+                        })
+                        .collect();
+                    reads.extend(r.iter().cloned());
+                    known.insert(key, r);
                 }
             }
         }
+        self.run
+            .later_reads
+            .lock()
+            .expect("later reads")
+            .insert(self.host.to_string(), known);
         reads
     }
 

@@ -52,20 +52,26 @@ impl Step {
 /// A task's result waiting for the flush that applies its ops (none: it only keeps its place
 /// in the report's order).
 pub struct Deferred {
+    /// The play the task belongs to (a batch may be carried into the next play).
+    pub(super) play: usize,
     pub(super) result: TaskResult,
     pub(super) ops: Vec<Op>,
     pub(super) become_: Option<Become>,
 }
 
-/// A stand-in task for reads made before any task runs (the become of the first task).
-pub(super) fn dummy_task() -> Task {
-    crate::playbook::parse(
-        "- hosts: all\n  tasks: [{command: 'true'}]\n",
-        std::path::Path::new("-"),
-    )
-    .expect("static playbook")
-    .plays
-    .remove(0)
-    .tasks
-    .remove(0)
+/// A stand-in task for reads made before any task runs (the become of the first task), and
+/// for the play's own variables. Parsed once: every host asks for it in every play.
+pub(super) fn dummy_task() -> &'static Task {
+    static TASK: std::sync::OnceLock<Task> = std::sync::OnceLock::new();
+    TASK.get_or_init(|| {
+        crate::playbook::parse(
+            "- hosts: all\n  tasks: [{command: 'true'}]\n",
+            std::path::Path::new("-"),
+        )
+        .expect("static playbook")
+        .plays
+        .remove(0)
+        .tasks
+        .remove(0)
+    })
 }

@@ -44,7 +44,8 @@ pub fn normalize_value(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The script lines for `reads`: builtins only for sysctls (`read` from /proc/sys); one `grep`
+/// The script lines for `reads`: builtins only for sysctls (`read` from /proc/sys, no
+/// subshell); one `grep`
 /// of modules.builtin per module that /sys/module does not show.
 pub fn script(reads: &[&KernelRead]) -> String {
     if reads.is_empty() {
@@ -61,7 +62,7 @@ pub fn script(reads: &[&KernelRead]) -> String {
                 let p = sh_quote(&sysctl_path(&name));
                 let n = sh_quote(&name);
                 s.push_str(&format!(
-                    "if [ -e {p} ] && bsctl_v=$(while IFS= read -r l || [ -n \"$l\" ]; do printf '%s ' \"$l\"; done < {p}); \
+                    "bsctl_v=\nif [ -e {p} ] && while IFS= read -r l || [ -n \"$l\" ]; do bsctl_v=\"$bsctl_v$l \"; done < {p}; \
                      then printf 'S %s|+%s\\n' {n} \"$bsctl_v\"; else printf 'S %s|-\\n' {n}; fi\n"
                 ));
             }
@@ -151,6 +152,8 @@ mod tests {
             KernelRead::Sysctl("kernel.ostype".into()),
             KernelRead::Sysctl("no.such.key".into()),
             KernelRead::Module("no_such_module_xyz".into()),
+            // A write-only one: its read fails, as if absent.
+            KernelRead::Sysctl("net.ipv4.route.flush".into()),
         ];
         let refs: Vec<&KernelRead> = reads.iter().collect();
         let out = std::process::Command::new("sh")
@@ -166,7 +169,10 @@ mod tests {
                 KernelRecord::Sysctl("kernel.ostype".into(), Some("Linux".into())),
                 KernelRecord::Sysctl("no.such.key".into(), None),
                 KernelRecord::Module("no_such_module_xyz".into(), ModuleState::Absent),
+                KernelRecord::Sysctl("net.ipv4.route.flush".into(), None),
             ]
         );
+        // Every value is read by the shell itself: no subshell per sysctl.
+        assert!(!script(&refs).contains("$("), "{}", script(&refs));
     }
 }

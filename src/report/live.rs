@@ -15,6 +15,9 @@ pub struct PlainReporter {
     redactor: Arc<Redactor>,
     verbose: u8,
     out: Mutex<Box<dyn Write + Send>>,
+    /// The play last started: a result of an earlier one (its batch applied with this
+    /// play's) names its play.
+    play: Mutex<String>,
 }
 
 impl PlainReporter {
@@ -23,6 +26,7 @@ impl PlainReporter {
             redactor,
             verbose,
             out: Mutex::new(Box::new(std::io::stdout())),
+            play: Mutex::new(String::new()),
         }
     }
     fn line(&self, s: &str) {
@@ -63,6 +67,7 @@ pub fn result_line(r: &TaskResult, verbose: u8) -> Option<String> {
 
 impl Reporter for PlainReporter {
     fn play_start(&self, play: &str, hosts: usize) {
+        *self.play.lock().expect("play") = play.to_string();
         self.line(&format!("PLAY [{play}] on {hosts} host(s)"));
     }
     fn task_start(&self, host: &str, task: &str) {
@@ -72,7 +77,11 @@ impl Reporter for PlainReporter {
     }
     fn task_done(&self, r: &TaskResult) {
         if let Some(l) = result_line(r, self.verbose) {
-            self.line(&l);
+            if *self.play.lock().expect("play") == r.play {
+                self.line(&l);
+            } else {
+                self.line(&format!("{l} (play [{}])", r.play));
+            }
         }
     }
     fn play_done(&self, _play: &str) {}
