@@ -58,14 +58,20 @@ pub struct Deferred {
 }
 
 /// A stand-in task for reads made before any task runs (the become of the first task).
+/// Parsed once per process: it is asked for by every host in every play, and parsing a playbook
+/// (YAML, and the loader's checks, which compile regexes) per call cost each host's thread
+/// tens of kilobytes and a millisecond of CPU.
 pub(super) fn dummy_task() -> Task {
-    crate::playbook::parse(
-        "- hosts: all\n  tasks: [{command: 'true'}]\n",
-        std::path::Path::new("-"),
-    )
-    .expect("static playbook")
-    .plays
-    .remove(0)
-    .tasks
-    .remove(0)
+    static DUMMY: std::sync::LazyLock<Task> = std::sync::LazyLock::new(|| {
+        crate::playbook::parse(
+            "- hosts: all\n  tasks: [{command: 'true'}]\n",
+            std::path::Path::new("-"),
+        )
+        .expect("static playbook")
+        .plays
+        .remove(0)
+        .tasks
+        .remove(0)
+    });
+    DUMMY.clone()
 }
