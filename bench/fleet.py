@@ -9,7 +9,9 @@ measured right before every workload run, on the same hosts):
   first   first apply on fresh hosts
 and prints a table of medians, ratios to the floor, SSH round trips per host on the first
 apply and on the no-op run (the most any host made, from the JSON report), bootstrapctl's
-peak RSS, and the lab's own `lab up` and `lab down` times (medians), after checking that
+own CPU (utime + stime) per host on the first apply and the no-op (constant across N when
+its cost is linear in N; load disturbs it far less than wall time), its peak RSS, and the
+lab's own `lab up` and `lab down` times (medians), after checking that
 `lab down` left no process of the lab alive and no lab mount anywhere. With `--site N`, the shipped site
 playbook on 1 control plane + N workers (stand-in kubelets): its first apply (every Node
 Ready) and its no-op re-run, against the floor of the same N + 1 hosts. Run as root from the
@@ -41,8 +43,14 @@ EXTRA = {"bootstrap_token": "abcdef.0123456789abcdef", "api_server": "https://12
          "ca_data": "Y2EK", "kubelet_bin": "/usr/local/bin/kubelet-bench"}
 
 
+class Ran(tuple):
+    """(seconds, peak RSS in KiB), and `.cpu`: the process's utime + stime in seconds."""
+    cpu = 0.0
+
+
 def run(cmd, check=True, quiet=True, env=None):
-    """Run cmd; return (seconds, peak RSS in KiB of that process tree's largest member)."""
+    """Run cmd; return Ran((seconds, peak RSS in KiB of that process tree's largest member)),
+    with its CPU seconds in `.cpu`."""
     start = time.monotonic()
     out = tempfile.TemporaryFile()
     p = subprocess.Popen(cmd, stdout=out if quiet else None, stderr=subprocess.STDOUT, env=env)
@@ -57,7 +65,9 @@ def run(cmd, check=True, quiet=True, env=None):
     code = os.waitstatus_to_exitcode(status)
     if check and code != 0:
         sys.exit(f"command failed ({code}): {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss
+    ran = Ran((elapsed, usage.ru_maxrss))
+    ran.cpu = usage.ru_utime + usage.ru_stime
+    return ran
 
 
 class Lab:
@@ -82,10 +92,15 @@ class Lab:
         if os.path.exists(state):
             with open(state) as f:
                 hosts = json.load(f)["hosts"]
-        t, _ = run([self.binary, "lab", "down", "--dir", self.dir], check=False)
-        if hosts:
-            self.down_times.append(t)
-            self.leftovers += leftovers(hosts, self.dir)
+        pins = pin_namespaces(hosts)
+        try:
+            t, _ = run([self.binary, "lab", "down", "--dir", self.dir], check=False)
+            if hosts:
+                self.down_times.append(t)
+                self.leftovers += leftovers(pins, self.dir)
+        finally:
+            for fd in pins.values():
+                os.close(fd)
 
     def fresh(self):
         self.down()
@@ -120,11 +135,34 @@ class Lab:
                     "--forks", str(self.n + self.control_planes), "--output", "json", report])
 
 
-def leftovers(hosts, lab_dir):
-    """What a `lab down` left behind: live processes in a host's mount namespace, and mounts
-    of the lab's host dirs seen from here (there should be none: they live in the hosts'
-    namespaces only)."""
-    namespaces = {h["mnt_ns"] for h in hosts if h.get("mnt_ns")}
+def pin_namespaces(hosts):
+    """The hosts' mount namespaces, held open ({inode: fd}) while their sshd still runs in
+    them: a namespace's number goes to a new one once it is gone (other labs make them all
+    the time), so only a held namespace can be looked for after `lab down` without taking
+    another lab's processes for leftovers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < len(hosts) + 256 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, len(hosts) + 256), hard))
+    pins = {}
+    for h in hosts:
+        ns = h.get("mnt_ns")
+        if not ns or ns in pins:
+            continue
+        try:
+            fd = os.open(f"/proc/{h['pid']}/ns/mnt", os.O_RDONLY)
+        except OSError:
+            continue
+        if os.fstat(fd).st_ino == ns:
+            pins[ns] = fd
+        else:
+            os.close(fd)
+    return pins
+
+
+def leftovers(namespaces, lab_dir):
+    """What a `lab down` left behind: live processes in a host's mount namespace (held open
+    by the caller), and mounts of the lab's host dirs seen from here (there should be none:
+    they live in the hosts' namespaces only)."""
     left = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -190,6 +228,7 @@ def bench(binary, n, runs, subnet):
         # The floor is measured right before every workload run, on the same lab, so that a
         # slow or fast spell of the machine shows in both (their medians give the ratios).
         floor, first, check, noop = [], [], [], []
+        cpu_first, cpu_noop = [], []
         first_trips = 0
         first_report = os.path.join(lab.dir, "first.json")
         for _ in range(runs):
@@ -200,22 +239,27 @@ def bench(binary, n, runs, subnet):
             rss = max(rss, r)
             lab.fresh()
             floor.append(lab.floor())
-            t, r = lab.apply(report=first_report)
+            ran = lab.apply(report=first_report)
+            t, r = ran
             first.append(t)
+            cpu_first.append(ran.cpu)
             rss = max(rss, r)
             first_trips = max(first_trips, recap(first_report)[1])
         report = os.path.join(lab.dir, "noop.json")
         for _ in range(runs):
             floor.append(lab.floor())
-            t, r = lab.apply(report=report)
+            ran = lab.apply(report=report)
+            t, r = ran
             noop.append(t)
+            cpu_noop.append(ran.cpu)
             rss = max(rss, r)
         with open(report) as f:
             rep = json.load(f)
         changed = sum(h["changed"] for h in rep["recap"].values())
         trips = max(h["round_trips"] for h in rep["recap"].values())
         rows = {"floor": median(floor), "noop": median(noop), "check": median(check),
-                "first": median(first), "first_trips": first_trips}
+                "first": median(first), "first_trips": first_trips,
+                "cpu_first": median(cpu_first) / n * 1000, "cpu_noop": median(cpu_noop) / n * 1000}
         return rows, trips, changed, rss
     finally:
         lab.down()
@@ -229,13 +273,23 @@ VENV = os.path.join(ROOT, "bench", ".venv")
 COMPARE = os.path.join(ROOT, "bench", "compare")
 
 
+# The peers' versions, pinned so that runs on different days compare the same tools.
+PEERS = ["ansible-core==2.18.19", "pyinfra==3.10.0"]
+
+
 def venv_tools():
-    """ansible-playbook and pyinfra in bench/.venv, installed from PyPI on first use."""
+    """ansible-playbook and pyinfra in bench/.venv, installed from PyPI at the pinned versions
+    on first use (and again when the pins change)."""
     bin_dir = os.path.join(VENV, "bin")
-    if not os.path.exists(os.path.join(bin_dir, "pyinfra")):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-        subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q", "ansible-core>=2.17,<2.19",
-                        "pyinfra>=3.1,<4"], check=True)
+    marker = os.path.join(VENV, "peers.txt")
+    pinned = "\n".join(PEERS) + "\n"
+    have = open(marker).read() if os.path.exists(marker) else ""
+    if have != pinned or not os.path.exists(os.path.join(bin_dir, "pyinfra")):
+        if not os.path.exists(os.path.join(bin_dir, "pip")):
+            subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([os.path.join(bin_dir, "pip"), "install", "-q", *PEERS], check=True)
+        with open(marker, "w") as f:
+            f.write(pinned)
     return os.path.join(bin_dir, "ansible-playbook"), os.path.join(bin_dir, "pyinfra")
 
 
@@ -306,18 +360,22 @@ def main():
         sys.exit("run as root: the lab starts sshd in namespaces")
     if not os.path.exists(a.binary):
         sys.exit(f"{a.binary} missing: run `cargo build --release` first")
-    print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds")
+    print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds; "
+          "load average %.1f %.1f %.1f" % os.getloadavg())
     if a.hosts:
+        print("cpu first / no-op: bootstrapctl's utime + stime per host, in ms")
         print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
-              f"{'first':>7} {'ratio':>6} {'ms/host':>7} {'trips first':>11} {'trips no-op':>11} "
-              f"{'RSS MiB':>8} {'lab up':>7} {'down':>5}")
+              f"{'first':>7} {'ratio':>6} {'trips first':>11} {'trips no-op':>11} "
+              f"{'cpu first':>9} {'cpu no-op':>9} {'RSS MiB':>8} {'lab up':>7} {'down':>5} "
+              f"{'load':>5}")
     for i, n in enumerate(a.hosts):
         rows, trips, changed, rss = bench(a.binary, n, a.runs, a.subnet_base + i)
         f = rows["floor"]
         print(f"{n:>5} {f:7.2f} {rows['noop']:7.2f} {rows['noop']/f:6.2f} "
               f"{rows['check']:7.2f} {rows['check']/f:6.2f} {rows['first']:7.2f} "
-              f"{rows['first']/f:6.2f} {rows['first']/n*1000:7.1f} {rows['first_trips']:>11} "
-              f"{trips:>11} {rss/1024:8.1f} {rows['up']:7.2f} {rows['down']:5.2f}"
+              f"{rows['first']/f:6.2f} {rows['first_trips']:>11} {trips:>11} "
+              f"{rows['cpu_first']:9.1f} {rows['cpu_noop']:9.1f} {rss/1024:8.1f} "
+              f"{rows['up']:7.2f} {rows['down']:5.2f} {os.getloadavg()[0]:5.1f}"
               + ("" if changed == 0 else f"  (no-op run changed {changed}!)")
               + ("" if not rows["leftovers"] else
                  f"  (lab down left {len(rows['leftovers'])}: {rows['leftovers'][:3]})"))

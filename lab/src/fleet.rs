@@ -705,6 +705,15 @@ fn recorded_service_pids(state_dir: &Path) -> Vec<(PathBuf, u32)> {
         .collect()
 }
 
+/// Opens `pid`'s mount namespace and keeps it while the returned file lives, if it still is
+/// `ns`. A namespace's number is given to a new namespace once the old one is gone, and
+/// other labs make namespaces all the time: while a stop sweeps namespaces by number, it
+/// holds each one, so that the number cannot come to name another lab's host.
+fn pin_namespace(pid: u32, ns: u64) -> Option<fs::File> {
+    let f = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+    (f.metadata().ok()?.ino() == ns).then_some(f)
+}
+
 /// Stops every process inside the lab's host namespaces. A namespace is only swept when a
 /// recorded pid (sshd or a service pid file) is verified to still live in it.
 fn stop(st: &LabState) -> usize {
@@ -712,6 +721,7 @@ fn stop(st: &LabState) -> usize {
     let mut confirmed = BTreeSet::new();
     let mut targets = BTreeSet::new();
     let mut pid_files = Vec::new();
+    let mut pins = Vec::new();
     for h in &st.hosts {
         let mut candidates = vec![h.pid];
         for (file, pid) in recorded_service_pids(&HostDir::new(&st.dir, &h.name).state()) {
@@ -719,10 +729,21 @@ fn stop(st: &LabState) -> usize {
             pid_files.push(file);
         }
         for pid in candidates {
-            if verified(pid, h.mnt_ns, own) {
-                targets.insert(pid);
-                confirmed.extend(h.mnt_ns);
+            if !verified(pid, h.mnt_ns, own) {
+                continue;
             }
+            let Some(ns) = h.mnt_ns else { continue };
+            if !confirmed.contains(&ns) {
+                match pin_namespace(pid, ns) {
+                    Some(pin) => pins.push(pin),
+                    // Gone between the check and the open: nothing of it is left to stop.
+                    // (Still there: out of descriptors; swept unpinned, as before.)
+                    None if !verified(pid, h.mnt_ns, own) => continue,
+                    None => {}
+                }
+            }
+            targets.insert(pid);
+            confirmed.insert(ns);
         }
     }
     targets.extend(procs::pids_in_namespaces(&confirmed));
@@ -740,6 +761,7 @@ fn stop(st: &LabState) -> usize {
     for f in pid_files {
         let _ = fs::remove_file(f);
     }
+    drop(pins);
     n
 }
 

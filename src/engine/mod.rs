@@ -370,6 +370,7 @@ fn play_shared(cx: &RunCx, hosts: &[String]) -> Shared {
 }
 
 pub fn run(cx: Arc<RunCx>) -> RunOutcome {
+    conn::tune_allocator(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(cx.opts.forks.max(1) + 4)

@@ -14,8 +14,12 @@ use super::libssh2_util::{
 use super::ssh::SshTransport;
 use super::{ExecOutput, TransportError};
 
-/// Read chunk size; also the largest single stdin write.
+/// Largest read chunk; also the largest single stdin write.
 const CHUNK: usize = 32 * 1024;
+/// First read and stdin chunk: the buffers grow to `CHUNK` only for a stream that fills
+/// them. Every host's command is in flight at once, so a fixed 32 KiB pair per command cost
+/// a 500-host run 20 MB for scripts and outputs of a few kilobytes.
+const FIRST_CHUNK: usize = 4 * 1024;
 /// How long a timed-out command's channel may take to close before it is abandoned.
 const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
@@ -158,10 +162,11 @@ impl SshTransport {
         }
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; FIRST_CHUNK];
         // One chunk of stdin at a time: `pending[sent_of_chunk..]` is what the channel has
         // not taken yet; the next chunk is read only once it took all of it.
-        let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut stdin_chunk = FIRST_CHUNK;
         let mut sent_of_chunk = 0usize;
         let mut input_done = false;
         let mut sent: u64 = 0;
@@ -173,13 +178,18 @@ impl SshTransport {
             // stdin, then EOF.
             if !eof_sent {
                 if sent_of_chunk == pending.len() && !input_done {
-                    pending.resize(CHUNK, 0);
+                    pending.resize(stdin_chunk, 0);
                     match stdin.read(&mut pending) {
                         Ok(0) => {
                             input_done = true;
-                            pending.clear();
+                            pending = Vec::new();
                         }
-                        Ok(n) => pending.truncate(n),
+                        Ok(n) => {
+                            if n == stdin_chunk {
+                                stdin_chunk = (stdin_chunk * 2).min(CHUNK);
+                            }
+                            pending.truncate(n)
+                        }
                         Err(e) if e.kind() == ErrorKind::Interrupted => pending.clear(),
                         Err(e) => return Err(Drive::Input(e)),
                     }
@@ -233,6 +243,9 @@ impl SshTransport {
                         Ok(n) => {
                             stream_out.extend_from_slice(&buf[..n]);
                             progress_made = true;
+                            if n == buf.len() && buf.len() < CHUNK {
+                                buf.resize(buf.len() * 2, 0);
+                            }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => return Err(Drive::Failed("reading output", self.last_error())),

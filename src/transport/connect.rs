@@ -11,7 +11,7 @@ use ssh2::{MethodType, Session};
 
 use super::auth::authenticate;
 use super::known_hosts::{self, fingerprint_sha256, KnownHostsDb, Verdict};
-use super::libssh2_util::{code_of, LIBSSH2_ERROR_TIMEOUT};
+use super::libssh2_util::{code_of, release_zero_pages, LIBSSH2_ERROR_TIMEOUT};
 use super::target::{HostKeyPolicy, SshTarget};
 use super::TransportError;
 
@@ -200,11 +200,12 @@ pub(crate) fn establish<S: 'static + AsRawFd>(
     let timeout = t.timeout();
     let mut session =
         Session::new().map_err(|e| connect_err(t, format!("libssh2 session: {e}"), false))?;
+    release_zero_pages(&session);
     session.set_tcp_stream(stream);
     session.set_blocking(true);
     session.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
 
-    let kh = KnownHostsDb::load(&t.known_hosts, &session).map_err(TransportError::Other)?;
+    let kh = KnownHostsDb::shared(&t.known_hosts).map_err(TransportError::Other)?;
     let known_types = kh.known_key_types(&t.address, t.port);
     let mut hostkey_prefs: Vec<&str> = known_types
         .iter()
