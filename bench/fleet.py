@@ -27,6 +27,7 @@ Only 127.x loopback addresses are touched; every loop is bounded.
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -271,6 +272,33 @@ def bench(binary, n, runs, subnet):
 
 VENV = os.path.join(ROOT, "bench", ".venv")
 COMPARE = os.path.join(ROOT, "bench", "compare")
+# bootstrapctl's templates call its kubernetes_profile() (src/k8s/versions.rs), which Ansible
+# and pyinfra do not have: for them the templates are copied with the current profile's row
+# given as a variable, and the variables bootstrapctl's join play sets given too.
+CURRENT_PROFILE = {"since": "1.27", "container_runtime_flag": False,
+                   "runtime_endpoint_in_config": True, "pod_infra_flag": False,
+                   "dockershim": False}
+PEER_VARS = {"kube_profile": CURRENT_PROFILE, "kubelet_cgroup_driver": "systemd"}
+
+
+def peer_templates(into):
+    """The shipped templates with kubernetes_profile(...) replaced by the kube_profile variable,
+    and without the filters only Ansible and bootstrapctl have."""
+    src = os.path.join(ROOT, "templates")
+    os.makedirs(into, exist_ok=True)
+    call = re.compile(r"kubernetes_profile\([^)]*\)\)?")
+    for name in os.listdir(src):
+        with open(os.path.join(src, name)) as f:
+            text = f.read()
+        text = re.sub(r"kubernetes_profile\(kubernetes_version \| default\(''\)\)", "kube_profile", text)
+        # Ansible's `bool` and `to_json` filters, which pyinfra's Jinja2 lacks (the bench's
+        # values are booleans already; `tojson` is Jinja2's own).
+        text = re.sub(r"\s*\|\s*bool\b", "", text).replace("| to_json", "| tojson")
+        if call.search(text):
+            sys.exit(f"bench: {name} calls kubernetes_profile in a form peer_templates does not know")
+        with open(os.path.join(into, name), "w") as f:
+            f.write(text)
+    return into
 
 
 # The peers' versions, pinned so that runs on different days compare the same tools.
@@ -310,7 +338,9 @@ def compare(binary, n, runs, subnet):
     ansible, pyinfra = venv_tools()
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COMPARE, "ansible.cfg"))
     lab = Lab(binary, n, subnet)
-    extra_json = json.dumps(EXTRA)
+    templates = peer_templates(os.path.join(lab.dir + ".templates"))
+    extra_json = json.dumps(dict(EXTRA, templates=templates, **PEER_VARS))
+    env = dict(env, BSCTL_BENCH_TEMPLATES=templates, BSCTL_BENCH_VARS=json.dumps(PEER_VARS))
     tools = {
         "bootstrapctl": lambda: lab.apply(),
         "ansible": lambda: run([ansible, "-i", os.path.join(lab.dir, "inventory.yaml"),
@@ -319,7 +349,7 @@ def compare(binary, n, runs, subnet):
         "pyinfra": lambda: run([pyinfra, "-y", "--parallel", str(n)]
                                + [a for k, v in EXTRA.items() for a in ("--data", f"{k}={v}")]
                                + [pyinfra_inventory(lab),
-                                  os.path.join(COMPARE, "workers_pyinfra.py")]),
+                                  os.path.join(COMPARE, "workers_pyinfra.py")], env=env),
     }
     times = {(t, w): [] for t in tools for w in ("first", "noop")}
     floor = []
@@ -336,6 +366,7 @@ def compare(binary, n, runs, subnet):
     finally:
         lab.down()
         shutil.rmtree(lab.dir, ignore_errors=True)
+        shutil.rmtree(templates, ignore_errors=True)
 
 
 def main():

@@ -1,6 +1,7 @@
 """The benchmark's worker workload as a pyinfra deploy: the same steps as bootstrapctl's
 playbooks/workers.yaml (bootstrap_token, api_server and ca_data given with --data), rendering
 the same templates. Run by bench/fleet.py --compare."""
+import json
 import os
 
 from pyinfra import host
@@ -8,7 +9,9 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "templates")
+# bench/fleet.py gives copies of the shipped templates that pyinfra's Jinja2 can render.
+TEMPLATES = os.environ.get("BSCTL_BENCH_TEMPLATES") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "templates")
 KUBELET_DIR = "/var/lib/kubelet"
 VARS = dict(
     kubelet_bin=host.data.get("kubelet_bin", "/usr/local/bin/kubelet"),
@@ -21,6 +24,7 @@ VARS = dict(
     api_server=host.data.api_server,
     ca_data=host.data.ca_data,
     inventory_hostname=host.name,
+    **json.loads(os.environ.get("BSCTL_BENCH_VARS", "{}")),
 )
 
 if int(host.get_fact(Command, "wc -l < /proc/swaps")) > 1:
