@@ -193,6 +193,12 @@ pub(crate) trait Api {
             .unwrap_or_default())
     }
 
+    /// This client as one that threads may share, when it is one (the fakes of the tests are
+    /// not): controllers then work on several objects at once, as upstream's workers do.
+    fn shared(&self) -> Option<&(dyn Api + Sync)> {
+        None
+    }
+
     /// The list's resourceVersion, read through a field selector no object matches (an empty
     /// list, however many objects there are).
     fn resource_version(&self, path: &str) -> Result<String, ApiError> {
@@ -361,6 +367,10 @@ impl Client {
 }
 
 impl Api for Client {
+    fn shared(&self) -> Option<&(dyn Api + Sync)> {
+        Some(self)
+    }
+
     fn wait_change(&self, path: &str, rv: &str, wait: Duration) {
         use std::io::BufRead;
         let start = std::time::Instant::now();

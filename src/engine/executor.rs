@@ -221,8 +221,8 @@ fn staged_writes(tasks: &[TaskOps]) -> String {
 const APPROVALS_PER_CALL: usize = 5;
 
 /// `kubectl certificate approve` for `names` (already quoted): one call for a few, else calls
-/// of [`APPROVALS_PER_CALL`] in the background, each waited for (under `set -e`, a failed
-/// one fails the script).
+/// of [`APPROVALS_PER_CALL`] in the background, all waited for; a failed one fails the script
+/// (under its `set -e`).
 fn approve_calls(cluster: &crate::hoststate::Cluster, names: &[String]) -> String {
     let call = |chunk: &[String]| cluster.raw(&format!("certificate approve {}", chunk.join(" ")));
     if names.len() <= APPROVALS_PER_CALL {
@@ -233,9 +233,14 @@ fn approve_calls(cluster: &crate::hoststate::Cluster, names: &[String]) -> Strin
     for (i, chunk) in chunks.iter().enumerate() {
         s.push_str(&format!("{} & bsctl_approve_{i}=$!\n", call(chunk)));
     }
+    // Every call is waited for, so that none outlives the script; then any failure fails it.
+    s.push_str("bsctl_approve_rc=0\n");
     for i in 0..chunks.len() {
-        s.push_str(&format!("wait \"$bsctl_approve_{i}\"\n"));
+        s.push_str(&format!(
+            "wait \"$bsctl_approve_{i}\" || bsctl_approve_rc=1\n"
+        ));
     }
+    s.push_str("[ \"$bsctl_approve_rc\" -eq 0 ]\n");
     s
 }
 
