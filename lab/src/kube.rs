@@ -192,6 +192,29 @@ pub(crate) trait Api {
             .cloned()
             .unwrap_or_default())
     }
+
+    /// This client as one that threads may share, when it is one (the fakes of the tests are
+    /// not): controllers then work on several objects at once, as upstream's workers do.
+    fn shared(&self) -> Option<&(dyn Api + Sync)> {
+        None
+    }
+
+    /// The list's resourceVersion, read through a field selector no object matches (an empty
+    /// list, however many objects there are).
+    fn resource_version(&self, path: &str) -> Result<String, ApiError> {
+        let v = self.get(&format!("{path}?fieldSelector=metadata.name%3D-"))?;
+        Ok(v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    }
+
+    /// Returns once the list at `path` changed after `rv`, or after `wait`: a watch closed at
+    /// its first event, which is how an informer wakes its controller. Without a watch (the
+    /// test fakes), it sleeps.
+    fn wait_change(&self, _path: &str, _rv: &str, wait: Duration) {
+        std::thread::sleep(wait);
+    }
 }
 
 /// HTTPS client for one API server, authenticated by client certificate or bearer token.
@@ -344,6 +367,39 @@ impl Client {
 }
 
 impl Api for Client {
+    fn shared(&self) -> Option<&(dyn Api + Sync)> {
+        Some(self)
+    }
+
+    fn wait_change(&self, path: &str, rv: &str, wait: Duration) {
+        use std::io::BufRead;
+        let start = std::time::Instant::now();
+        let url = format!(
+            "{}{path}?watch=true&resourceVersion={rv}&timeoutSeconds={}",
+            self.base,
+            wait.as_secs().max(1)
+        );
+        let mut req = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .set("User-Agent", &self.user_agent)
+            .timeout(wait);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let woke = req.call().ok().is_some_and(|r| {
+            let mut line = String::new();
+            std::io::BufReader::new(r.into_reader())
+                .read_line(&mut line)
+                .is_ok_and(|n| n > 0)
+        });
+        // A failed watch (server restarting) must not turn the caller into a busy loop.
+        if !woke {
+            std::thread::sleep(wait.saturating_sub(start.elapsed()));
+        }
+    }
+
     fn get(&self, path: &str) -> Result<Value, ApiError> {
         self.call("GET", path, None)
     }

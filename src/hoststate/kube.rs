@@ -145,6 +145,155 @@ impl KubeRead {
     }
 }
 
+/// Kinds that are never namespaced, as kubectl names them (the kind part of `resource`):
+/// such an object can share a `kubectl get -n NS` with the objects of any namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "clusterrole",
+    "clusterrolebinding",
+    "node",
+    "namespace",
+    "certificatesigningrequest",
+    "persistentvolume",
+    "storageclass",
+    "customresourcedefinition",
+    "priorityclass",
+    "validatingwebhookconfiguration",
+    "mutatingwebhookconfiguration",
+];
+
+impl ObjectRef {
+    fn kind_part(&self) -> &str {
+        self.resource.split('.').next().unwrap_or("")
+    }
+    /// The API group: what follows `kind.` (empty for the core group).
+    fn group(&self) -> &str {
+        self.resource.split_once('.').map_or("", |(_, g)| g)
+    }
+    fn cluster_scoped(&self) -> bool {
+        self.namespace.is_none() && CLUSTER_SCOPED.contains(&self.kind_part())
+    }
+    /// Whether `item`, as a `kubectl get` list printed it, is this object.
+    fn is(&self, item: &Json) -> bool {
+        let meta = &item["metadata"];
+        let group = item["apiVersion"]
+            .as_str()
+            .and_then(|v| v.split_once('/'))
+            .map_or("", |(g, _)| g);
+        meta["name"].as_str() == Some(self.name.as_str())
+            && meta["namespace"].as_str() == self.namespace.as_deref()
+            && item["kind"]
+                .as_str()
+                .is_some_and(|k| k.eq_ignore_ascii_case(self.kind_part()))
+            && group == self.group()
+    }
+}
+
+/// Object reads answered together: one `kubectl get TYPE/NAME ... -o json --ignore-not-found`
+/// for all objects of one cluster in one namespace, with the cluster-scoped ones joining any
+/// of them. Each `kubectl` is a process start and an API discovery (from its cache); a
+/// control-plane play that manages six objects pays that once, not six times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectBatch {
+    /// Indexes (into the caller's reads) and objects, in the caller's order.
+    pub members: Vec<(usize, ObjectRef)>,
+}
+
+impl ObjectBatch {
+    /// The batches of `objects` (index, object), each in order of its first member.
+    pub fn group(objects: &[(usize, &ObjectRef)]) -> Vec<ObjectBatch> {
+        let mut out: Vec<(Cluster, Option<String>, ObjectBatch)> = Vec::new();
+        let mut scoped: Vec<(usize, &ObjectRef)> = Vec::new();
+        for &(i, o) in objects {
+            if o.cluster_scoped() {
+                scoped.push((i, o));
+                continue;
+            }
+            match out
+                .iter_mut()
+                .find(|(c, ns, _)| *c == o.cluster && *ns == o.namespace)
+            {
+                Some((_, _, b)) => b.members.push((i, o.clone())),
+                None => out.push((
+                    o.cluster.clone(),
+                    o.namespace.clone(),
+                    ObjectBatch {
+                        members: vec![(i, o.clone())],
+                    },
+                )),
+            }
+        }
+        for (i, o) in scoped {
+            match out.iter_mut().find(|(c, _, _)| *c == o.cluster) {
+                Some((_, _, b)) => b.members.push((i, o.clone())),
+                None => out.push((
+                    o.cluster.clone(),
+                    None,
+                    ObjectBatch {
+                        members: vec![(i, o.clone())],
+                    },
+                )),
+            }
+        }
+        let mut batches: Vec<ObjectBatch> = out.into_iter().map(|(_, _, b)| b).collect();
+        for b in &mut batches {
+            b.members.sort_by_key(|(i, _)| *i);
+        }
+        batches.sort_by_key(|b| b.members[0].0);
+        batches
+    }
+
+    /// The read whose output answers the whole batch.
+    pub fn leader(&self) -> usize {
+        self.members[0].0
+    }
+
+    /// One object alone is read as before; several in one `kubectl get`.
+    pub fn command(&self) -> String {
+        if let [(_, one)] = &self.members[..] {
+            return one.get_command();
+        }
+        let first = &self.members[0].1;
+        let ns = self.members.iter().find_map(|(_, o)| o.namespace.clone());
+        let names: Vec<String> = self
+            .members
+            .iter()
+            .map(|(_, o)| sh_quote(&format!("{}/{}", o.resource, o.name)))
+            .collect();
+        format!(
+            "{} get {}{} -o json --ignore-not-found",
+            first.cluster.base(),
+            names.join(" "),
+            ns_flag(&ns)
+        )
+    }
+
+    /// Each member's object from what [`ObjectBatch::command`] printed: absent when the list
+    /// does not hold it; every member fails when kubectl failed.
+    pub fn parse(&self, out: &CommandOutput) -> Vec<(ObjectRef, KubeObject)> {
+        if let [(_, one)] = &self.members[..] {
+            return vec![(one.clone(), parse_object(out))];
+        }
+        let items: Result<Vec<Json>, String> = match parse_object(out) {
+            Err(e) => Err(e),
+            Ok(None) => Ok(Vec::new()),
+            Ok(Some(v)) if v["kind"] == "List" => {
+                Ok(v["items"].as_array().cloned().unwrap_or_default())
+            }
+            Ok(Some(v)) => Ok(vec![v]),
+        };
+        self.members
+            .iter()
+            .map(|(_, o)| {
+                let got = match &items {
+                    Err(e) => Err(e.clone()),
+                    Ok(items) => Ok(items.iter().find(|i| o.is(i)).cloned()),
+                };
+                (o.clone(), got)
+            })
+            .collect()
+    }
+}
+
 fn failed(out: &CommandOutput) -> String {
     format!(
         "kubectl get failed: {}",
@@ -204,6 +353,67 @@ mod tests {
         assert_eq!(l.get_command(), "kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get secret -n kube-system --field-selector type=bootstrap.kubernetes.io/token -o json");
         assert!(l.selects(&serde_json::json!({"type": "bootstrap.kubernetes.io/token"})));
         assert!(!l.selects(&serde_json::json!({"type": "Opaque"})));
+    }
+
+    #[test]
+    fn objects_of_one_cluster_are_read_in_one_kubectl_get_per_namespace() {
+        let obj = |resource: &str, ns: Option<&str>, name: &str| ObjectRef {
+            cluster: cluster(),
+            resource: resource.into(),
+            namespace: ns.map(str::to_string),
+            name: name.into(),
+        };
+        let crb = obj("clusterrolebinding.rbac.authorization.k8s.io", None, "a");
+        let cm = obj("configmap", Some("kube-public"), "cluster-info");
+        let role = obj(
+            "role.rbac.authorization.k8s.io",
+            Some("kube-public"),
+            "cluster-info",
+        );
+        let secret = obj("secret", Some("kube-system"), "s");
+        let default_ns = obj("configmap", None, "x");
+        let batches = ObjectBatch::group(&[
+            (0, &crb),
+            (1, &cm),
+            (2, &role),
+            (4, &secret),
+            (5, &default_ns),
+        ]);
+        let members: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| b.members.iter().map(|(i, _)| *i).collect())
+            .collect();
+        // The cluster-scoped binding joins the first namespace's call; an object without a
+        // namespace that may be namespaced is read alone (kubectl's default namespace).
+        assert_eq!(members, [vec![0, 1, 2], vec![4], vec![5]]);
+        assert_eq!(batches[0].leader(), 0);
+        assert_eq!(batches[0].command(), "kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get clusterrolebinding.rbac.authorization.k8s.io/a configmap/cluster-info role.rbac.authorization.k8s.io/cluster-info -n kube-public -o json --ignore-not-found");
+        assert_eq!(batches[1].command(), secret.get_command());
+
+        let out = |status, stdout: &str| CommandOutput {
+            status,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: b"forbidden".to_vec(),
+        };
+        let list = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"a"}},
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cluster-info","namespace":"kube-public"}}]}"#;
+        let got = batches[0].parse(&out(0, list));
+        assert_eq!(
+            got[0].1.as_ref().unwrap().as_ref().unwrap()["kind"],
+            "ClusterRoleBinding"
+        );
+        assert_eq!(
+            got[1].1.as_ref().unwrap().as_ref().unwrap()["kind"],
+            "ConfigMap"
+        );
+        assert_eq!(got[2].1, Ok(None), "the Role of the same name is absent");
+        let all_absent = batches[0].parse(&out(0, ""));
+        assert!(all_absent.iter().all(|(_, o)| *o == Ok(None)));
+        let failed = batches[0].parse(&out(1, ""));
+        assert!(failed
+            .iter()
+            .all(|(_, o)| *o == Err("kubectl get failed: forbidden".into())));
     }
 
     #[test]

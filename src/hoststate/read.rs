@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 
 use super::kernel::{self, KernelRead, KernelRecord};
-use super::kube::{parse_list, parse_object, KubeRead};
+use super::kube::{parse_list, KubeRead, ObjectBatch, ObjectRef};
 use super::{CommandOutput, Facts, FileKind, FileState, HostView, UnitState};
 use crate::shell::quote as sh_quote;
 
@@ -100,8 +100,16 @@ pub fn reads_script(reads: &[Read]) -> String {
         })
         .collect();
     s.push_str(&kernel::script(&kernel_reads));
+    let batches = object_batches(reads);
     for (i, r) in reads.iter().enumerate() {
-        if let Some(cmd) = r.command() {
+        let cmd = match r {
+            Read::Kube(KubeRead::Object(_)) => batches
+                .iter()
+                .find(|b| b.leader() == i)
+                .map(ObjectBatch::command),
+            _ => r.command(),
+        };
+        if let Some(cmd) = cmd {
             // Output travels base64-encoded, so it can never be mistaken for a section marker;
             // the temp files are private (umask 077) since the output may hold secrets.
             s.push_str(&format!(
@@ -127,6 +135,19 @@ pub fn reads_script(reads: &[Read]) -> String {
     }
     s.push_str("printf '\\n@@ end\\n'\n");
     s
+}
+
+/// The object reads of `reads`, batched per cluster and namespace (see [`ObjectBatch`]).
+fn object_batches(reads: &[Read]) -> Vec<ObjectBatch> {
+    let objects: Vec<(usize, &ObjectRef)> = reads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            Read::Kube(KubeRead::Object(o)) => Some((i, o)),
+            _ => None,
+        })
+        .collect();
+    ObjectBatch::group(&objects)
 }
 
 fn file_paths(reads: &[Read]) -> Vec<&str> {
@@ -298,15 +319,21 @@ pub fn parse_reads(
     if reads.contains(&Read::Facts) || reads.contains(&Read::Swaps) {
         view.set_swaps(parse_swaps(&swap_lines));
     }
+    let batches = object_batches(reads);
     for (i, r) in reads.iter().enumerate() {
         match r {
             Read::Command(cmd) => {
                 let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
                 view.set_command(cmd, out);
             }
-            Read::Kube(KubeRead::Object(o)) => {
+            Read::Kube(KubeRead::Object(_)) => {
+                let Some(batch) = batches.iter().find(|b| b.leader() == i) else {
+                    continue; // answered by its batch's leader
+                };
                 let out = commands.remove(&i).ok_or_else(|| truncated(i))?;
-                view.set_kube_object(o, parse_object(&out));
+                for (o, obj) in batch.parse(&out) {
+                    view.set_kube_object(&o, obj);
+                }
             }
             Read::Kube(KubeRead::List(l)) => {
                 let out = commands.remove(&i).ok_or_else(|| truncated(i))?;

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+use super::kube_wait::POLL_SLEEP;
 use super::kubectl::Kubectl;
 use super::template::opt;
 use super::{Module, ModuleError, ResolveCx};
@@ -328,7 +329,7 @@ impl ApproveCsr {
             "break".to_string()
         };
         let command = format!(
-            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {test}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then {at_timeout}; fi\n  sleep 1\ndone",
+            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {test}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then {at_timeout}; fi\n  {POLL_SLEEP}\ndone",
             t = self.timeout,
         );
         Planned::Change {

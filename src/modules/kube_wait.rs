@@ -18,6 +18,11 @@ use crate::plan::{DiffItem, Op, Planned};
 use crate::shell::quote as sh_quote;
 use crate::template::Tpl;
 
+/// The pause between two polls of a wait: a fraction of a second where `sleep` takes one (GNU
+/// coreutils, busybox), else POSIX's whole second. Joins finish between polls, so a whole
+/// second per poll added up to seconds per run (nodes Ready, serving CSRs filed and issued).
+pub const POLL_SLEEP: &str = "sleep 0.25 2>/dev/null || sleep 1";
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
@@ -359,7 +364,7 @@ impl Module for KubeWait {
             // One list per poll for every node; the wait ends when all are Ready or at the
             // timeout, and prints the last states: each node's own task judges them.
             let command = format!(
-                "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then break; fi\n  sleep 1\ndone\nprintf '%s\\n' \"$bsctl_n\"",
+                "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then break; fi\n  {POLL_SLEEP}\ndone\nprintf '%s\\n' \"$bsctl_n\"",
                 check = self.check,
                 t = self.timeout,
             );
@@ -377,7 +382,7 @@ impl Module for KubeWait {
             });
         }
         let command = format!(
-            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then echo {msg} >&2; exit 1; fi\n  sleep 1\ndone",
+            "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then echo {msg} >&2; exit 1; fi\n  {POLL_SLEEP}\ndone",
             check = self.check,
             t = self.timeout,
             msg = sh_quote(&format!("timed out after {}s waiting for {}", self.timeout, self.what)),

@@ -59,10 +59,25 @@ impl Kubectl {
 }
 
 /// `kind.group` as kubectl resolves it (`clusterrolebinding.rbac.authorization.k8s.io`);
-/// core kinds by their lower-case name.
+/// core kinds by their lower-case name. (`kind.version.group` would let kubectl map the name
+/// from its discovery cache without rediscovering, but the real kubectl then failed to find
+/// `clusterrolebinding` against a real kube-apiserver just restarted, so the form every
+/// version resolves stays.)
 pub fn resource_of(api_version: &str, kind: &str) -> String {
     match api_version.split_once('/') {
         Some((group, _)) => format!("{}.{group}", kind.to_ascii_lowercase()),
         None => kind.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resources_name_their_group() {
+        assert_eq!(
+            super::resource_of("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+            "clusterrolebinding.rbac.authorization.k8s.io"
+        );
+        assert_eq!(super::resource_of("v1", "ConfigMap"), "configmap");
     }
 }

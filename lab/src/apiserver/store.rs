@@ -1,7 +1,15 @@
 //! The object store that stands in for etcd: objects as JSON keyed by (resource, namespace,
-//! name), one global resourceVersion counter, a bounded event log for watches, and a state
-//! file rewritten atomically (temp file + fsync + rename) after every change, so a restart
-//! keeps everything.
+//! name), one global resourceVersion counter, a bounded event log for watches, and on disk a
+//! snapshot (`state.json`, written atomically: temp file + fsync + rename) plus a journal
+//! (`state.log`, one JSON line per change), so a restart keeps everything.
+//!
+//! Like etcd's write-ahead log, a change costs one appended record, not a rewrite of every
+//! object: with a hundred kubelets heartbeating, rewriting the whole state (nodes and CSRs with
+//! their certificates, about a megabyte) under the store's lock on every write made each
+//! request wait behind the disk. The journal is folded into a new snapshot when it grows past
+//! the objects it describes, and at every start. Appends are not fsynced: the lab's stand-ins
+//! restart as processes on a live machine (the page cache keeps what was written), and a
+//! machine crash ends the lab's hosts anyway.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -35,6 +43,8 @@ struct Inner {
     rv: u64,
     objects: BTreeMap<Key, Value>,
     events: VecDeque<Event>,
+    /// The open journal and how many records it holds since the last snapshot.
+    journal: Option<(std::fs::File, usize)>,
 }
 
 pub(crate) struct Store {
@@ -42,6 +52,10 @@ pub(crate) struct Store {
     changed: Condvar,
     file: Option<PathBuf>,
 }
+
+/// The journal is folded into the snapshot once it holds more records than this many plus
+/// the number of objects (so compaction costs O(1) per write, amortized).
+const JOURNAL_SLACK: usize = 1024;
 
 const EVENT_LOG: usize = 4096;
 
@@ -72,10 +86,14 @@ impl Store {
                         inner.objects.insert(key, o["object"].clone());
                     }
                 }
+                replay(&journal_of(&f), &mut inner);
                 Some(f)
             }
             None => None,
         };
+        if let Some(f) = &file {
+            compact(f, &mut inner).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
         Ok(Store {
             inner: Mutex::new(inner),
             changed: Condvar::new(),
@@ -214,7 +232,7 @@ impl Store {
             g.events.pop_front();
         }
         if let Some(f) = &self.file {
-            if let Err(e) = save(f, g) {
+            if let Err(e) = journal(f, g, kind, resource, obj) {
                 eprintln!("kube-apiserver (stand-in): writing {}: {e}", f.display());
             }
         }
@@ -255,6 +273,70 @@ impl Store {
             .map(|(g, _)| g)
             .unwrap_or_else(|e| e.into_inner().0);
         Ok(pick(&g))
+    }
+}
+
+fn journal_of(file: &Path) -> PathBuf {
+    file.with_extension("log")
+}
+
+/// Apply the journal's records on top of the snapshot. A last line cut short (the process
+/// was killed while appending) is ignored: its change was never acknowledged.
+fn replay(journal: &Path, g: &mut Inner) {
+    let Ok(text) = std::fs::read_to_string(journal) else {
+        return;
+    };
+    for line in text.lines() {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        let resource = r["resource"].as_str().unwrap_or("").to_string();
+        let key = key_of(&resource, &r["object"]);
+        if r["kind"] == "DELETED" {
+            g.objects.remove(&key);
+        } else {
+            g.objects.insert(key, r["object"].clone());
+        }
+        g.rv = g.rv.max(r["rv"].as_u64().unwrap_or(0));
+    }
+}
+
+/// One change appended to the journal; folded into a new snapshot when the journal is long.
+fn journal(
+    file: &Path,
+    g: &mut Inner,
+    kind: &str,
+    resource: &str,
+    obj: &Value,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if g.journal.is_none() {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(journal_of(file))?;
+        g.journal = Some((f, 0));
+    }
+    let mut line = serde_json::to_vec(
+        &json!({"rv": g.rv, "kind": kind, "resource": resource, "object": obj}),
+    )?;
+    line.push(b'\n');
+    let (f, records) = g.journal.as_mut().expect("journal open");
+    f.write_all(&line)?;
+    *records += 1;
+    if *records > g.objects.len() + JOURNAL_SLACK {
+        compact(file, g)?;
+    }
+    Ok(())
+}
+
+/// A new snapshot of every object, then an empty journal.
+fn compact(file: &Path, g: &mut Inner) -> std::io::Result<()> {
+    save(file, g)?;
+    g.journal = None;
+    match std::fs::remove_file(journal_of(file)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

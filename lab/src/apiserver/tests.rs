@@ -389,3 +389,34 @@ fn store_persists_across_restarts() {
     assert_eq!(s.resource_version(), rv1 + 1);
     assert!(!dir.join("state.json.tmp").exists());
 }
+
+#[test]
+fn store_journal_replays_changes_and_ignores_a_torn_last_record() {
+    let tmp = crate::testutil::TempDir::new("store-journal");
+    let dir = tmp.0.clone();
+    let s = super::store::Store::open(Some(&dir)).unwrap();
+    let cm = |name: &str, v: u32| json!({"metadata": {"name": name, "namespace": "default"}, "data": {"k": v.to_string()}});
+    s.create("configmaps", cm("a", 0)).unwrap();
+    s.create("configmaps", cm("gone", 0)).unwrap();
+    // More changes than the journal keeps before it is folded into a snapshot.
+    let mut last = json!(null);
+    for i in 1..1500 {
+        last = s.update("configmaps", cm("a", i), None).unwrap();
+    }
+    s.delete("configmaps", "default", "gone").unwrap();
+    let rv = s.resource_version();
+    drop(s);
+    let log = std::fs::read_to_string(dir.join("state.log")).unwrap();
+    assert!(log.lines().count() < 1500, "the journal was never folded");
+    // A record cut short by a kill while appending.
+    std::fs::write(
+        dir.join("state.log"),
+        format!("{log}{{\"rv\": 99999, \"kind\": \"MOD"),
+    )
+    .unwrap();
+    let s = super::store::Store::open(Some(&dir)).unwrap();
+    assert_eq!(s.get("configmaps", "default", "a").unwrap(), last);
+    assert!(s.get("configmaps", "default", "gone").is_none());
+    assert_eq!(s.resource_version(), rv);
+    assert!(!dir.join("state.log").exists(), "folded at start");
+}

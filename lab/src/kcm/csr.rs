@@ -351,22 +351,58 @@ pub(crate) struct Signer {
     pub(crate) duration: Duration,
 }
 
-/// One pass of csrsigning. Returns the names signed.
+/// Signing workers per pass, as upstream's csrsigning controller runs 5.
+const SIGNING_WORKERS: usize = 5;
+
+/// One pass of csrsigning. Returns the names signed. Approved CSRs are signed by up to
+/// [`SIGNING_WORKERS`] threads at once when the client can be shared (the real API client).
 pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiError> {
+    let pending: Vec<Value> = api
+        .list(CSRS)?
+        .into_iter()
+        .filter(|csr| {
+            let signer_name = csr["spec"]["signerName"].as_str().unwrap_or("");
+            has_condition(csr, "Approved")
+                && !has_condition(csr, "Failed")
+                && csr["status"]["certificate"]
+                    .as_str()
+                    .is_none_or(str::is_empty)
+                && (signer_name == KUBELET_SERVING_SIGNER || signer_name == KUBELET_CLIENT_SIGNER)
+        })
+        .collect();
+    let shared = api.shared().filter(|_| pending.len() > 1);
+    let Some(shared) = shared else {
+        let mut signed = Vec::new();
+        for csr in pending {
+            signed.extend(sign_one(api, signer, csr)?);
+        }
+        return Ok(signed);
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Result<Option<String>, ApiError>>> = Default::default();
+    std::thread::scope(|scope| {
+        for _ in 0..SIGNING_WORKERS.min(pending.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(csr) = pending.get(i) else { break };
+                let r = sign_one(shared, signer, csr.clone());
+                results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+            });
+        }
+    });
     let mut signed = Vec::new();
-    for mut csr in api.list(CSRS)? {
+    for r in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        signed.extend(r?);
+    }
+    Ok(signed)
+}
+
+/// Validates and signs one approved CSR (a failed validation marks it Failed, as upstream).
+fn sign_one(api: &dyn Api, signer: &Signer, mut csr: Value) -> Result<Option<String>, ApiError> {
+    {
         let name = csr_name(&csr);
         let signer_name = csr["spec"]["signerName"].as_str().unwrap_or("").to_string();
         let serving = signer_name == KUBELET_SERVING_SIGNER;
-        if !has_condition(&csr, "Approved")
-            || has_condition(&csr, "Failed")
-            || csr["status"]["certificate"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty())
-            || !(serving || signer_name == KUBELET_CLIENT_SIGNER)
-        {
-            continue;
-        }
         let pem = request_pem(&csr);
         let usages = strings(&csr["spec"]["usages"]);
         let valid = pem.clone().and_then(|p| parse_request(&p)).and_then(|r| {
@@ -389,7 +425,7 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
                 "signer.go:118",
                 &format!("\"Signer validation failed\" csr=\"{name}\" err=\"{e}\""),
             );
-            continue;
+            return Ok(None);
         }
         let mut validity = signer.duration;
         if let Some(s) = csr["spec"]["expirationSeconds"].as_u64() {
@@ -409,16 +445,15 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
                     "signer.go:130",
                     &format!("\"Unable to sign csr\" csr=\"{name}\" err=\"{e}\""),
                 );
-                continue;
+                return Ok(None);
             }
         };
         csr["status"]["certificate"] =
             Value::from(base64::engine::general_purpose::STANDARD.encode(cert));
         api.put(&format!("{CSRS}/{name}/status"), &csr)?;
         klog('I', "signer.go:140", &format!("\"Signed certificate signing request\" csr=\"{name}\" signerName=\"{signer_name}\" validity=\"{}s\"", validity.as_secs()));
-        signed.push(name);
+        Ok(Some(name))
     }
-    Ok(signed)
 }
 
 #[cfg(test)]

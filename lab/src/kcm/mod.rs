@@ -1,9 +1,11 @@
 //! kube-controller-manager STAND-IN for the lab (the stand-in binary run as
 //! `kube-controller-manager`). It parses the real binary's flags (unknown or removed ones exit
 //! 1), reaches the API server through `--kubeconfig` like the real one, and runs four
-//! controllers as a poll loop (one pass every second, no watches): bootstrapsigner,
-//! tokencleaner, csrapproving and csrsigning, selected by `--controllers` with the upstream
-//! meaning. Every other controller named in `--controllers` is accepted and not run.
+//! controllers: bootstrapsigner, tokencleaner, csrapproving and csrsigning, selected by
+//! `--controllers` with the upstream meaning. Every other controller named in `--controllers`
+//! is accepted and not run. As upstream's informers do, each group of controllers reacts to a
+//! change of what it watches (kube-system Secrets; CSRs) as soon as the API server reports
+//! it, in its own thread, and passes again at least every second (token expiry is a clock).
 
 mod controllers;
 pub(crate) mod csr;
@@ -94,7 +96,8 @@ const BOOL_FLAGS: &[&str] = &[
 
 const HELP: &str = "kube-controller-manager (bootstrapctl lab STAND-IN, not the real Kubernetes binary)
 
-Runs, as a poll loop every second, the controllers the TLS bootstrap flow needs:
+Runs the controllers the TLS bootstrap flow needs, on every change of the Secrets or CSRs
+they watch and at least every second:
   bootstrapsigner  (off by default) signs kube-public/cluster-info with every signing token
   tokencleaner     (off by default) deletes expired bootstrap-token Secrets
   csrapproving     approves kubelet client CSRs whose requester may create
@@ -180,7 +183,7 @@ pub(crate) fn kcm_main(args: &[String]) -> i32 {
         Ok(None) => return 0,
         Err(e) => return usage_error(&e),
     };
-    klog('I', "controllermanager.go:190", "\"Starting\" version=\"bootstrapctl lab STAND-IN for kube-controller-manager: runs bootstrapsigner, tokencleaner, csrapproving, csrsigning as a 1s poll loop\"");
+    klog('I', "controllermanager.go:190", "\"Starting\" version=\"bootstrapctl lab STAND-IN for kube-controller-manager: runs bootstrapsigner, tokencleaner, csrapproving, csrsigning on changes and every 1s\"");
     let kc = match kube::load_kubeconfig(Path::new(&cfg.kubeconfig)) {
         Ok(k) => k,
         Err(e) => {
@@ -253,32 +256,64 @@ pub(crate) fn kcm_main(args: &[String]) -> i32 {
             );
         }
     }
+    let token_controllers = on("tokencleaner") || on("bootstrapsigner");
+    let csrs = on("csrapproving") || signer.is_some();
+    let client = &client;
+    let signer = signer.as_ref();
+    std::thread::scope(|scope| {
+        if token_controllers {
+            scope.spawn(move || {
+                control_loop(client, tokens::SECRETS, |api| {
+                    let now = timefmt::unix(SystemTime::now());
+                    let mut errs = Vec::new();
+                    if on("tokencleaner") {
+                        if let Err(e) = tokens::tokencleaner(api, now) {
+                            errs.push(format!("tokencleaner: {e}"));
+                        }
+                    }
+                    if on("bootstrapsigner") {
+                        if let Err(e) = tokens::bootstrapsigner(api, now) {
+                            errs.push(format!("bootstrapsigner: {e}"));
+                        }
+                    }
+                    errs
+                })
+            });
+        }
+        if csrs {
+            scope.spawn(move || {
+                control_loop(client, csr::CSRS, |api| {
+                    let mut errs = Vec::new();
+                    if on("csrapproving") {
+                        if let Err(e) = csr::approve(api) {
+                            errs.push(format!("csrapproving: {e}"));
+                        }
+                    }
+                    if let Some(s) = signer {
+                        if let Err(e) = csr::sign(api, s) {
+                            errs.push(format!("csrsigning: {e}"));
+                        }
+                    }
+                    errs
+                })
+            });
+        }
+    });
+    // No controller to run: idle as the real binary does.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Passes of `pass` (which returns its errors): one now, then one after each change of the
+/// list at `watched` and at least every [`POLL`]. The resourceVersion is taken before a pass,
+/// so that a change made during it (the pass's own writes too) wakes the next one at once.
+fn control_loop(api: &dyn Api, watched: &str, pass: impl Fn(&dyn Api) -> Vec<String>) -> ! {
     let mut last_err = String::new();
     loop {
-        let now = timefmt::unix(SystemTime::now());
-        let api: &dyn Api = &client;
-        let mut errs = Vec::new();
-        if on("tokencleaner") {
-            if let Err(e) = tokens::tokencleaner(api, now) {
-                errs.push(format!("tokencleaner: {e}"));
-            }
-        }
-        if on("bootstrapsigner") {
-            if let Err(e) = tokens::bootstrapsigner(api, now) {
-                errs.push(format!("bootstrapsigner: {e}"));
-            }
-        }
-        if on("csrapproving") {
-            if let Err(e) = csr::approve(api) {
-                errs.push(format!("csrapproving: {e}"));
-            }
-        }
-        if let Some(s) = &signer {
-            if let Err(e) = csr::sign(api, s) {
-                errs.push(format!("csrsigning: {e}"));
-            }
-        }
-        // The same failure every second is logged once, until it changes.
+        let rv = api.resource_version(watched).unwrap_or_default();
+        let errs = pass(api);
+        // The same failure every pass is logged once, until it changes.
         let joined = errs.join("; ");
         if joined != last_err && !joined.is_empty() {
             klog(
@@ -288,7 +323,11 @@ pub(crate) fn kcm_main(args: &[String]) -> i32 {
             );
         }
         last_err = joined;
-        std::thread::sleep(POLL);
+        if rv.is_empty() {
+            std::thread::sleep(POLL);
+        } else {
+            api.wait_change(watched, &rv, POLL);
+        }
     }
 }
 
