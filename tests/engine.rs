@@ -90,6 +90,19 @@ fn handlers_run_once_at_the_end_in_definition_order_only_where_notified() {
 }
 
 #[test]
+fn one_notification_runs_the_handler_of_that_name_and_every_handler_listening_to_it() {
+    let (d, inv, pb) = setup(
+        "listen",
+        1,
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: a\n      copy: {content: a, dest: 'DIR/{{ inventory_hostname }}-a'}\n      notify: restart api\n  handlers:\n    - name: restart api\n      shell: echo restarted >> DIR/{{ inventory_hostname }}-log\n    - name: unrelated\n      shell: echo unrelated >> DIR/{{ inventory_hostname }}-log\n    - name: api answers again\n      shell: echo answers >> DIR/{{ inventory_hostname }}-log\n      listen: restart api\n",
+    );
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let log = std::fs::read_to_string(d.join("h1-log")).unwrap();
+    assert_eq!(log, "restarted\nanswers\n");
+}
+
+#[test]
 fn tags_loops_register_and_run_once() {
     let (d, inv, pb) = setup(
         "tags",

@@ -177,13 +177,19 @@ impl HostRunner<'_> {
     }
 
     /// The notified handlers, in the order the play lists them; each runs once per flush.
-    /// Their batchable changes join the host's pending batch.
+    /// Their batchable changes join the host's pending batch. One notification runs every
+    /// handler of that name and every handler that listens to it; a handler notified by an
+    /// earlier one in the list runs in this pass, by a later one in the next.
     pub(super) fn run_notified(&self, notified: &mut BTreeSet<String>) -> Result<(), Stop> {
+        let before = std::mem::take(notified);
         for h in &self.play().handlers {
             let mut names = vec![h.display_name()];
             names.extend(h.name.iter().cloned());
             names.extend(h.listen.iter().cloned());
-            if !names.iter().any(|n| notified.contains(n)) {
+            if !names
+                .iter()
+                .any(|n| before.contains(n) || notified.contains(n))
+            {
                 continue;
             }
             for n in &names {
