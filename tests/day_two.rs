@@ -66,7 +66,7 @@ fn a_failed_control_plane_stops_the_run_before_the_workers() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stdout.contains(
-            "stopped: play \"Control plane flags for bootstrap tokens and CSR signing\" failed on cp-1 (any_errors_fatal): not started: \"RBAC and cluster-info for bootstrapping kubelets\", \"Kernel prerequisites\", \"Binaries\", \"Which workers must join\""
+            "stopped: play \"Control plane flags for bootstrap tokens and CSR signing\" failed on cp-1 (any_errors_fatal): not started: \"The cluster CA\", \"RBAC and cluster-info for bootstrapping kubelets\", \"Kernel prerequisites\", \"Binaries\""
         ),
         "{}",
         r.stdout

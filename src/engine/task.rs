@@ -393,7 +393,10 @@ impl HostRunner<'_> {
         let slot = self.slot(&target);
         let mut conn = slot.lock().expect("host slot");
         let reads = module.reads();
-        if delegated {
+        // A wait is about now: never answered by a read made before (say, before the restart
+        // of the server it waits for, which a batch applied without refreshing the view).
+        let waits = matches!(task.module(), Some(crate::modules::ModuleArgs::KubeWait(_)));
+        if delegated || waits {
             // Other hosts' tasks may have changed the delegate meanwhile: read it afresh,
             // under what is planned on it.
             conn.view.forget_reads(&reads);

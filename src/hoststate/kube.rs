@@ -16,7 +16,7 @@ pub struct Cluster {
     pub kubeconfig: String,
 }
 
-/// One object: `resource` as kubectl names it (`configmap`, `role.rbac.authorization.k8s.io`).
+/// One object: `resource` as kubectl names it (`configmap`, `role.v1.rbac.authorization.k8s.io`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
     pub cluster: Cluster,
@@ -165,9 +165,9 @@ impl ObjectRef {
     fn kind_part(&self) -> &str {
         self.resource.split('.').next().unwrap_or("")
     }
-    /// The API group: what follows `kind.` (empty for the core group).
+    /// The API group: what follows `kind.version.` (empty for the core group).
     fn group(&self) -> &str {
-        self.resource.split_once('.').map_or("", |(_, g)| g)
+        self.resource.splitn(3, '.').nth(2).unwrap_or("")
     }
     fn cluster_scoped(&self) -> bool {
         self.namespace.is_none() && CLUSTER_SCOPED.contains(&self.kind_part())
@@ -363,10 +363,10 @@ mod tests {
             namespace: ns.map(str::to_string),
             name: name.into(),
         };
-        let crb = obj("clusterrolebinding.rbac.authorization.k8s.io", None, "a");
+        let crb = obj("clusterrolebinding.v1.rbac.authorization.k8s.io", None, "a");
         let cm = obj("configmap", Some("kube-public"), "cluster-info");
         let role = obj(
-            "role.rbac.authorization.k8s.io",
+            "role.v1.rbac.authorization.k8s.io",
             Some("kube-public"),
             "cluster-info",
         );
@@ -387,7 +387,7 @@ mod tests {
         // namespace that may be namespaced is read alone (kubectl's default namespace).
         assert_eq!(members, [vec![0, 1, 2], vec![4], vec![5]]);
         assert_eq!(batches[0].leader(), 0);
-        assert_eq!(batches[0].command(), "kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get clusterrolebinding.rbac.authorization.k8s.io/a configmap/cluster-info role.rbac.authorization.k8s.io/cluster-info -n kube-public -o json --ignore-not-found");
+        assert_eq!(batches[0].command(), "kubectl --kubeconfig /etc/kubernetes/admin.kubeconfig get clusterrolebinding.v1.rbac.authorization.k8s.io/a configmap/cluster-info role.v1.rbac.authorization.k8s.io/cluster-info -n kube-public -o json --ignore-not-found");
         assert_eq!(batches[1].command(), secret.get_command());
 
         let out = |status, stdout: &str| CommandOutput {

@@ -38,7 +38,7 @@ use crate::template::Tpl;
 type Addresses = BTreeMap<String, Vec<String>>;
 
 /// How kubectl names the resource (and how cluster objects of it are keyed in a view).
-pub const CSR_RESOURCE: &str = "certificatesigningrequest.certificates.k8s.io";
+pub const CSR_RESOURCE: &str = "certificatesigningrequest.v1.certificates.k8s.io";
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]

@@ -58,14 +58,15 @@ impl Kubectl {
     }
 }
 
-/// `kind.group` as kubectl resolves it (`clusterrolebinding.rbac.authorization.k8s.io`);
-/// core kinds by their lower-case name. (`kind.version.group` would let kubectl map the name
-/// from its discovery cache without rediscovering, but the real kubectl then failed to find
-/// `clusterrolebinding` against a real kube-apiserver just restarted, so the form every
-/// version resolves stays.)
+/// `kind.version.group` as kubectl resolves it (`clusterrolebinding.v1.rbac.authorization.k8s.io`);
+/// core kinds by their lower-case name. With the version spelled out, kubectl maps the name
+/// from its discovery cache: `kind.group` with a dotted group first parses as
+/// `resource.version.group` (`clusterrolebinding`, version `rbac`, group
+/// `authorization.k8s.io`), which no cached group has, so every such call threw the cache
+/// away and discovered the whole API again.
 pub fn resource_of(api_version: &str, kind: &str) -> String {
     match api_version.split_once('/') {
-        Some((group, _)) => format!("{}.{group}", kind.to_ascii_lowercase()),
+        Some((group, version)) => format!("{}.{version}.{group}", kind.to_ascii_lowercase()),
         None => kind.to_ascii_lowercase(),
     }
 }
@@ -73,10 +74,10 @@ pub fn resource_of(api_version: &str, kind: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn resources_name_their_group() {
+    fn resources_name_their_version() {
         assert_eq!(
             super::resource_of("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
-            "clusterrolebinding.rbac.authorization.k8s.io"
+            "clusterrolebinding.v1.rbac.authorization.k8s.io"
         );
         assert_eq!(super::resource_of("v1", "ConfigMap"), "configmap");
     }
