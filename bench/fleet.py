@@ -338,7 +338,7 @@ def compare(binary, n, runs, subnet):
     ansible, pyinfra = venv_tools()
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COMPARE, "ansible.cfg"))
     lab = Lab(binary, n, subnet)
-    templates = peer_templates(os.path.join(lab.dir + ".templates"))
+    templates = peer_templates(lab.dir + ".templates")
     extra_json = json.dumps(dict(EXTRA, templates=templates, **PEER_VARS))
     env = dict(env, BSCTL_BENCH_TEMPLATES=templates, BSCTL_BENCH_VARS=json.dumps(PEER_VARS))
     tools = {

@@ -96,6 +96,27 @@ mod tests {
         .unwrap()
     }
 
+    /// `src` uploaded as `target/kubelet` (mode 0755), expected to have `sha256`.
+    fn kubelet_upload(
+        src: &std::path::Path,
+        target: &std::path::Path,
+        sha256: String,
+    ) -> ArtifactOp {
+        ArtifactOp {
+            name: "kubelet".into(),
+            version: "v1.31.0".into(),
+            sha256,
+            source: Source::Upload {
+                local: src.display().to_string(),
+                size: std::fs::metadata(src).unwrap().len(),
+            },
+            install: Install::Binary {
+                dest: target.join("kubelet").display().to_string(),
+                mode: 0o755,
+            },
+        }
+    }
+
     fn names(d: &std::path::Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap()
@@ -112,19 +133,7 @@ mod tests {
         std::fs::write(&src, b"#!/bin/sh\necho kubelet\n").unwrap();
         let good = crate::artifact::sha256_file(&src).unwrap();
         let target = d.join("bin");
-        let mut op = ArtifactOp {
-            name: "kubelet".into(),
-            version: "v1.31.0".into(),
-            sha256: "0".repeat(64),
-            source: Source::Upload {
-                local: src.display().to_string(),
-                size: 23,
-            },
-            install: Install::Binary {
-                dest: target.join("kubelet").display().to_string(),
-                mode: 0o755,
-            },
-        };
+        let mut op = kubelet_upload(&src, &target, "0".repeat(64));
         let out = run(&op);
         assert_eq!(out.status, 1);
         let err = out.stderr_lossy();
@@ -211,19 +220,7 @@ mod tests {
         }
         // Not of the unpack-directory shape: left alone.
         std::fs::create_dir(target.join(".bootstrapctl.adir")).unwrap();
-        let op = ArtifactOp {
-            name: "kubelet".into(),
-            version: "v1.31.0".into(),
-            sha256: crate::artifact::sha256_file(&src).unwrap(),
-            source: Source::Upload {
-                local: src.display().to_string(),
-                size: 10,
-            },
-            install: Install::Binary {
-                dest: target.join("kubelet").display().to_string(),
-                mode: 0o755,
-            },
-        };
+        let op = kubelet_upload(&src, &target, crate::artifact::sha256_file(&src).unwrap());
         let out = run(&op);
         assert!(out.success(), "{}", out.stderr_lossy());
         let t = target.display().to_string();

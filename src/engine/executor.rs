@@ -219,6 +219,15 @@ done
     )
 }
 
+/// What a result says of the stale temp files a script removed (see [`stale_removed`]).
+pub fn stale_message(removed: &[String]) -> String {
+    format!(
+        "removed {} temp file(s) an interrupted run left: {}",
+        removed.len(),
+        removed.join(", ")
+    )
+}
+
 /// The paths a script from [`stale_temps_script`] reported removed.
 pub fn stale_removed(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout)
@@ -561,6 +570,17 @@ mod batch_tests {
         .unwrap()
     }
 
+    /// Tasks with markers 0, 1, 2, ... in order.
+    fn numbered<'a>(ops: &[&'a [Op]]) -> Vec<TaskOps<'a>> {
+        ops.iter()
+            .enumerate()
+            .map(|(i, ops)| TaskOps {
+                marker: Some(i),
+                ops,
+            })
+            .collect()
+    }
+
     fn markers(out: &ExecOutput) -> Vec<String> {
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -628,20 +648,7 @@ mod batch_tests {
             write(&b2, "new", Some("no-such-user-bsctl")),
         ];
         let t2 = vec![write(&c, "new", None)];
-        let tasks = [
-            TaskOps {
-                marker: Some(0),
-                ops: &t0,
-            },
-            TaskOps {
-                marker: Some(1),
-                ops: &t1,
-            },
-            TaskOps {
-                marker: Some(2),
-                ops: &t2,
-            },
-        ];
+        let tasks = numbered(&[&t0, &t1, &t2]);
         let out = run(&format!("{SCRIPT_PRELUDE}{}", batch_body(&tasks)));
         assert!(!out.success());
         assert_eq!(markers(&out), ["0"]);
@@ -665,14 +672,8 @@ mod batch_tests {
         let ops: Vec<Vec<Op>> = (0..70)
             .map(|i| vec![write(&dir.join(format!("f{i}")), &format!("{i}"), None)])
             .collect();
-        let tasks: Vec<TaskOps> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, o)| TaskOps {
-                marker: Some(i),
-                ops: o,
-            })
-            .collect();
+        let refs: Vec<&[Op]> = ops.iter().map(Vec::as_slice).collect();
+        let tasks = numbered(&refs);
         let body = batch_body(&tasks);
         // 70 writes in groups of 32, 32 and 6: each group syncs all its temps once (the
         // failure handlers of the full groups sync at most 31).
@@ -706,20 +707,7 @@ mod batch_tests {
             group: None,
         }];
         let t2 = vec![write(&c, "new", None)];
-        let tasks = [
-            TaskOps {
-                marker: Some(0),
-                ops: &t0,
-            },
-            TaskOps {
-                marker: Some(1),
-                ops: &t1,
-            },
-            TaskOps {
-                marker: Some(2),
-                ops: &t2,
-            },
-        ];
+        let tasks = numbered(&[&t0, &t1, &t2]);
         let body = batch_body(&tasks);
         // One group: one sync of both temp files on the way that succeeds.
         assert_eq!(
@@ -749,20 +737,7 @@ mod batch_tests {
         }];
         let t1 = vec![write(&sub.join("f"), "x", None)];
         let t2 = vec![write(&dir.join("g"), "y", None)];
-        let tasks = [
-            TaskOps {
-                marker: Some(0),
-                ops: &t0,
-            },
-            TaskOps {
-                marker: Some(1),
-                ops: &t1,
-            },
-            TaskOps {
-                marker: Some(2),
-                ops: &t2,
-            },
-        ];
+        let tasks = numbered(&[&t0, &t1, &t2]);
         let out = run(&format!("{SCRIPT_PRELUDE}{}", batch_body(&tasks)));
         assert!(out.success(), "{}", out.stderr_lossy());
         assert_eq!(markers(&out), ["0", "1", "2"]);

@@ -103,11 +103,7 @@ impl HostRunner<'_> {
                 task: STALE_TASK.to_string(),
                 status: TaskStatus::Ok,
                 changed: false,
-                msg: format!(
-                    "removed {} temp file(s) an interrupted run left: {}",
-                    removed.len(),
-                    removed.join(", ")
-                ),
+                msg: executor::stale_message(&removed),
                 diffs: Vec::new(),
                 duration: started.elapsed(),
                 no_log: false,

@@ -150,11 +150,7 @@ impl HostRunner<'_> {
         let msg = if out.success() && stale.is_empty() {
             "changed".to_string()
         } else if out.success() {
-            format!(
-                "changed; removed {} temp file(s) an interrupted run left: {}",
-                stale.len(),
-                stale.join(", ")
-            )
+            format!("changed; {}", executor::stale_message(&stale))
         } else {
             let (stdout, stderr) = (out.stdout_lossy(), out.stderr_lossy());
             format!(
