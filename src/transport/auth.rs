@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ssh2::Session;
 
+use super::identity::Ed25519Identity;
 use super::target::SshTarget;
 use super::TransportError;
 
@@ -161,6 +162,9 @@ pub(super) fn authenticate(session: &Session, t: &SshTarget) -> Result<(), Trans
 }
 
 fn try_key_file(session: &Session, user: &str, path: &Path) -> Result<(), String> {
+    if let Some(id) = Ed25519Identity::shared(path) {
+        return id.authenticate(session, user);
+    }
     session
         .userauth_pubkey_file(user, None, path, None)
         .map_err(|e| e.message().to_string())?;

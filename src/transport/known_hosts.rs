@@ -110,9 +110,9 @@ pub struct KnownHostsDb {
 }
 
 /// What a file looked like when it was parsed: a change of any of these parses it again.
-type Stamp = Option<(u64, u64, u64, i64, i64)>;
+pub(super) type Stamp = Option<(u64, u64, u64, i64, i64)>;
 
-fn stamp(path: &Path) -> Result<Stamp, String> {
+pub(super) fn stamp(path: &Path) -> Result<Stamp, String> {
     match std::fs::metadata(path) {
         Ok(m) => Ok(Some((
             m.dev(),

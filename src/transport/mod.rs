@@ -8,6 +8,7 @@
 mod auth;
 mod channel;
 mod connect;
+mod identity;
 pub mod jump;
 pub mod known_hosts;
 mod libssh2_util;
