@@ -33,6 +33,17 @@ pub struct HostConn {
     pub jumps: JumpPool,
     /// Artifact bytes the host took in this run (uploaded to it or fetched by it).
     pub bytes_transferred: u64,
+    /// The host's variable layers that last the whole run, built on first use.
+    pub layers: HostLayers,
+}
+
+/// A host's inventory vars, `group_names` and facts, as every task's context takes them.
+#[derive(Default)]
+pub struct HostLayers {
+    pub inventory: Option<Arc<crate::vars::Layer>>,
+    pub group_names: Option<minijinja::Value>,
+    /// The facts the layer was made from: facts gathered again give a new layer.
+    pub facts: Option<(crate::hoststate::Facts, Arc<crate::vars::Layer>)>,
 }
 
 impl HostConn {
@@ -93,6 +104,7 @@ impl Pool {
                         registered: Default::default(),
                         jumps: jumps.clone(),
                         bytes_transferred: 0,
+                        layers: HostLayers::default(),
                     })),
                 )
             })

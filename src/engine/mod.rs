@@ -229,6 +229,18 @@ pub struct PlayState {
     ended: AtomicBool,
     run_once: Mutex<HashMap<usize, RunOnceCell>>,
     shared: std::sync::RwLock<Shared>,
+    /// The play's own variable layers, the same for every host: built on first use.
+    layers: std::sync::OnceLock<PlayLayers>,
+    /// The layers of each role the play's tasks came from (kept with the role, so that its
+    /// address names it while the play runs).
+    role_layers: Mutex<Vec<(Arc<crate::playbook::RoleCx>, PlayLayers)>>,
+}
+
+/// Role defaults and vars (play vars, vars_files, role vars for a play) as variable layers.
+#[derive(Clone)]
+pub(super) struct PlayLayers {
+    pub defaults: Arc<crate::vars::Layer>,
+    pub vars: Arc<crate::vars::Layer>,
 }
 
 type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
@@ -247,7 +259,33 @@ impl PlayState {
             ended: AtomicBool::new(false),
             run_once: Mutex::new(HashMap::new()),
             shared: std::sync::RwLock::new(shared),
+            layers: std::sync::OnceLock::new(),
+            role_layers: Mutex::new(Vec::new()),
         }
+    }
+    /// The play's variable layers (`play` is this state's play).
+    pub(super) fn play_layers(&self, play: &crate::playbook::Play) -> PlayLayers {
+        use crate::vars::Layer;
+        self.layers
+            .get_or_init(|| PlayLayers {
+                defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
+                vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
+            })
+            .clone()
+    }
+    /// A role's defaults and vars as layers, built once per play.
+    pub(super) fn role_layers(&self, role: &Arc<crate::playbook::RoleCx>) -> PlayLayers {
+        use crate::vars::Layer;
+        let mut roles = self.role_layers.lock().expect("role layers");
+        if let Some((_, l)) = roles.iter().find(|(r, _)| Arc::ptr_eq(r, role)) {
+            return l.clone();
+        }
+        let l = PlayLayers {
+            defaults: Layer::yaml(&[&role.defaults], "role defaults"),
+            vars: Layer::yaml(&[&role.vars], "play vars"),
+        };
+        roles.push((role.clone(), l.clone()));
+        l
     }
     /// The shared variables for this play's current batch (cheap: values are Arc).
     pub fn shared(&self) -> Shared {
@@ -315,7 +353,7 @@ pub fn shared_vars(inv: &Inventory, extra: BTreeMap<String, Value>) -> Shared {
         groups: Value::from_serialize(&groups),
         hostvars: Value::from(hostvars),
         magic: BTreeMap::new(),
-        extra,
+        extra: crate::vars::Layer::values(extra),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::plan::{DiffItem, Planned};
 use crate::playbook::{Cond, Task};
 use crate::template::render_yaml;
 use crate::transport::{Become, ExecOutput};
-use crate::vars::{context, Scope};
+use crate::vars::{context, Layer, Scope};
 
 const NO_LOG_MSG: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
@@ -49,21 +49,53 @@ impl HostRunner<'_> {
     ) -> Result<Value, String> {
         let play = &self.run.playbook.plays[pi];
         let slot = self.slot(self.host);
-        let conn = slot.lock().expect("host slot");
-        let empty = serde_yaml::Mapping::new();
-        let inventory = self
-            .run
+        let mut conn = slot.lock().expect("host slot");
+        let shared = self.state.shared();
+        let conn = &mut *conn;
+        let inventory = conn
+            .layers
             .inventory
-            .host(self.host)
-            .map(|h| &h.vars)
-            .unwrap_or(&empty);
-        let mut defaults = vec![&play.role_defaults];
-        let mut layers = vec![&play.vars, &play.file_vars, &play.role_vars];
+            .get_or_insert_with(|| {
+                let empty = serde_yaml::Mapping::new();
+                let vars = self.run.inventory.host(self.host).map(|h| &h.vars);
+                Layer::yaml(&[vars.unwrap_or(&empty)], "inventory vars")
+            })
+            .clone();
+        let group_names = conn
+            .layers
+            .group_names
+            .get_or_insert_with(|| crate::vars::group_names(&shared.groups, self.host))
+            .clone();
+        let facts = match conn.view.facts() {
+            None => None,
+            Some(f) => Some(match &conn.layers.facts {
+                Some((made_from, layer)) if made_from == f => layer.clone(),
+                _ => {
+                    let layer = Layer::facts(f);
+                    conn.layers.facts = Some((f.clone(), layer.clone()));
+                    layer
+                }
+            }),
+        };
+        // A later play's task (prefetched) has its own play's layers.
+        let own = if pi == self.state.play_index {
+            self.state.play_layers(play)
+        } else {
+            super::PlayLayers {
+                defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
+                vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
+            }
+        };
+        let mut defaults = vec![own.defaults];
+        let mut layers = vec![own.vars];
         if let Some(r) = &task.role {
-            defaults.push(&r.defaults);
-            layers.push(&r.vars);
+            let role = self.state.role_layers(r);
+            defaults.push(role.defaults);
+            layers.push(role.vars);
         }
-        layers.push(&task.vars);
+        if !task.vars.is_empty() {
+            layers.push(Layer::yaml(&[&task.vars], "play vars"));
+        }
         let includes = self.flow.params.borrow();
         let mut params: Vec<&serde_yaml::Mapping> = includes.iter().collect();
         params.push(&task.params);
@@ -73,16 +105,23 @@ impl HostRunner<'_> {
             role_magic.insert("role_path".into(), r.dir.display().to_string().into());
             params.push(&role_magic);
         }
+        params.retain(|m| !m.is_empty());
+        let params = if params.is_empty() {
+            vec![]
+        } else {
+            vec![Layer::yaml(&params, "role and include params")]
+        };
         let loop_var = task.loop_var.as_deref().unwrap_or("item");
         context(
             &self.run.templates,
-            &self.state.shared(),
+            &shared,
             &Scope {
                 host: self.host,
+                group_names,
                 defaults,
                 inventory,
                 play: layers,
-                facts: conn.view.facts(),
+                facts,
                 registered: &conn.registered,
                 params,
                 item: item.map(|i| (loop_var, i)),
