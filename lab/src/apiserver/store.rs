@@ -168,7 +168,9 @@ impl Store {
                 return Err(StoreError::Conflict);
             }
         }
-        if strip(&old) == strip(&obj) && old["metadata"] == merged_meta(&old, &obj)["metadata"] {
+        if without_meta(&old) == without_meta(&obj)
+            && old["metadata"] == merged_meta(&old, &obj)["metadata"]
+        {
             // No-op update: nothing is written, resourceVersion stays (as etcd3 storage does).
             return Ok(old);
         }
@@ -381,6 +383,16 @@ fn has_spec(resource: &str) -> bool {
     !matches!(resource, "secrets" | "configmaps")
 }
 
+/// The object but its metadata: a write that changes nothing of it (and no metadata) is a no-op.
+fn without_meta(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+    }
+    v
+}
+
+/// The object but its metadata and status: what a change of bumps `generation`.
 fn strip(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v.as_object_mut() {

@@ -391,6 +391,45 @@ fn store_persists_across_restarts() {
 }
 
 #[test]
+fn a_status_only_update_is_written_and_an_unchanged_object_is_a_no_op() {
+    let s = super::store::Store::open(None).unwrap();
+    let csr = s
+        .create(
+            "certificatesigningrequests",
+            json!({"metadata": {"name": "c"}, "spec": {"signerName": "x"}, "status": {}}),
+        )
+        .unwrap();
+    let rv = |o: &serde_json::Value| {
+        o["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A signer sets the certificate only: the status changes, the generation does not.
+    let mut signed = csr.clone();
+    signed["status"]["certificate"] = json!("Y2VydA==");
+    let after = s
+        .update(
+            "certificatesigningrequests",
+            signed.clone(),
+            Some(&rv(&csr)),
+        )
+        .unwrap();
+    assert_ne!(rv(&after), rv(&csr));
+    assert_eq!(
+        after["metadata"]["generation"],
+        csr["metadata"]["generation"]
+    );
+    let back = s.get("certificatesigningrequests", "", "c").unwrap();
+    assert_eq!(back["status"]["certificate"], "Y2VydA==");
+    // The same object again: nothing is written, the resourceVersion stays.
+    let again = s
+        .update("certificatesigningrequests", back.clone(), Some(&rv(&back)))
+        .unwrap();
+    assert_eq!(rv(&again), rv(&back));
+}
+
+#[test]
 fn store_journal_replays_changes_and_ignores_a_torn_last_record() {
     let tmp = crate::testutil::TempDir::new("store-journal");
     let dir = tmp.0.clone();
