@@ -264,85 +264,87 @@ fn authorize(api: &dyn Api, csr: &Value, subresource: &str) -> Result<bool, ApiE
 
 /// One pass of csrapproving. Returns the names approved.
 pub(crate) fn approve(api: &dyn Api) -> Result<Vec<String>, ApiError> {
-    let mut approved = Vec::new();
-    for mut csr in api.list(CSRS)? {
-        let name = csr_name(&csr);
-        if has_condition(&csr, "Approved")
-            || has_condition(&csr, "Denied")
-            || csr["status"]["certificate"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty())
-            || csr["spec"]["signerName"].as_str() != Some(KUBELET_CLIENT_SIGNER)
-        {
+    let pending: Vec<Value> = api
+        .list(CSRS)?
+        .into_iter()
+        .filter(|csr| {
+            !(has_condition(csr, "Approved")
+                || has_condition(csr, "Denied")
+                || csr["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+                || csr["spec"]["signerName"].as_str() != Some(KUBELET_CLIENT_SIGNER))
+        })
+        .collect();
+    in_workers(api, pending, approve_one)
+}
+
+/// Approves one pending kubelet client CSR when a SubjectAccessReview allows it.
+fn approve_one(api: &dyn Api, mut csr: Value) -> Result<Option<String>, ApiError> {
+    let name = csr_name(&csr);
+    let req = match request_pem(&csr).and_then(|p| parse_request(&p)) {
+        Ok(r) => r,
+        Err(e) => {
+            klog(
+                'E',
+                "sarapprove.go:80",
+                &format!("\"Unable to parse csr\" err=\"{e}\" csr=\"{name}\""),
+            );
+            return Ok(None);
+        }
+    };
+    if validate_kubelet_client(&req, &strings(&csr["spec"]["usages"])).is_err() {
+        return Ok(None);
+    }
+    let user = csr["spec"]["username"].as_str().unwrap_or("").to_string();
+    let mut tried = Vec::new();
+    let recognizers = [
+        (
+            user == req.common_name,
+            "selfnodeclient",
+            "Auto approving self kubelet client certificate after SubjectAccessReview.",
+        ),
+        (
+            true,
+            "nodeclient",
+            "Auto approving kubelet client certificate after SubjectAccessReview.",
+        ),
+    ];
+    for (applies, sub, message) in recognizers {
+        if !applies {
             continue;
         }
-        let req = match request_pem(&csr).and_then(|p| parse_request(&p)) {
-            Ok(r) => r,
-            Err(e) => {
-                klog(
-                    'E',
-                    "sarapprove.go:80",
-                    &format!("\"Unable to parse csr\" err=\"{e}\" csr=\"{name}\""),
-                );
-                continue;
+        tried.push(sub);
+        if authorize(api, &csr, sub)? {
+            let cond = json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
+                "message": message, "lastUpdateTime": timefmt::now_rfc3339(),
+                "lastTransitionTime": timefmt::now_rfc3339()});
+            let status = csr["status"].as_object().cloned().unwrap_or_default();
+            csr["status"] = Value::Object(status);
+            match csr["status"]["conditions"].as_array_mut() {
+                Some(c) => c.push(cond),
+                None => csr["status"]["conditions"] = json!([cond]),
             }
-        };
-        if validate_kubelet_client(&req, &strings(&csr["spec"]["usages"])).is_err() {
-            continue;
-        }
-        let user = csr["spec"]["username"].as_str().unwrap_or("").to_string();
-        let mut tried = Vec::new();
-        let recognizers = [
-            (
-                user == req.common_name,
-                "selfnodeclient",
-                "Auto approving self kubelet client certificate after SubjectAccessReview.",
-            ),
-            (
-                true,
-                "nodeclient",
-                "Auto approving kubelet client certificate after SubjectAccessReview.",
-            ),
-        ];
-        let mut done = false;
-        for (applies, sub, message) in recognizers {
-            if !applies {
-                continue;
-            }
-            tried.push(sub);
-            if authorize(api, &csr, sub)? {
-                let cond = json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
-                    "message": message, "lastUpdateTime": timefmt::now_rfc3339(),
-                    "lastTransitionTime": timefmt::now_rfc3339()});
-                let status = csr["status"].as_object().cloned().unwrap_or_default();
-                csr["status"] = Value::Object(status);
-                match csr["status"]["conditions"].as_array_mut() {
-                    Some(c) => c.push(cond),
-                    None => csr["status"]["conditions"] = json!([cond]),
-                }
-                api.put(&format!("{CSRS}/{name}/approval"), &csr)?;
-                klog(
-                    'I',
-                    "sarapprove.go:95",
-                    &format!("\"{message}\" csr=\"{name}\" reason=\"AutoApproved\""),
-                );
-                approved.push(name.clone());
-                done = true;
-                break;
-            }
-        }
-        if !done && !tried.is_empty() {
+            api.put(&format!("{CSRS}/{name}/approval"), &csr)?;
             klog(
                 'I',
-                "sarapprove.go:100",
-                &format!(
-                    "recognized csr \"{name}\" as [{}] but subject access review was not approved",
-                    tried.join(" ")
-                ),
+                "sarapprove.go:95",
+                &format!("\"{message}\" csr=\"{name}\" reason=\"AutoApproved\""),
             );
+            return Ok(Some(name));
         }
     }
-    Ok(approved)
+    if !tried.is_empty() {
+        klog(
+            'I',
+            "sarapprove.go:100",
+            &format!(
+                "recognized csr \"{name}\" as [{}] but subject access review was not approved",
+                tried.join(" ")
+            ),
+        );
+    }
+    Ok(None)
 }
 
 /// The cluster signing pair, loaded from the flags' files.
@@ -351,11 +353,7 @@ pub(crate) struct Signer {
     pub(crate) duration: Duration,
 }
 
-/// Signing workers per pass, as upstream's csrsigning controller runs 5.
-const SIGNING_WORKERS: usize = 5;
-
-/// One pass of csrsigning. Returns the names signed. Approved CSRs are signed by up to
-/// [`SIGNING_WORKERS`] threads at once when the client can be shared (the real API client).
+/// One pass of csrsigning. Returns the names signed (see [`in_workers`]).
 pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiError> {
     let pending: Vec<Value> = api
         .list(CSRS)?
@@ -370,31 +368,43 @@ pub(crate) fn sign(api: &dyn Api, signer: &Signer) -> Result<Vec<String>, ApiErr
                 && (signer_name == KUBELET_SERVING_SIGNER || signer_name == KUBELET_CLIENT_SIGNER)
         })
         .collect();
-    let shared = api.shared().filter(|_| pending.len() > 1);
+    in_workers(api, pending, |api, csr| sign_one(api, signer, csr))
+}
+
+/// Controller workers per pass, as upstream runs 5 for csrapproving and for csrsigning.
+const WORKERS: usize = 5;
+
+/// `one` for each of `items`, by up to [`WORKERS`] threads at once when the client can be
+/// shared (the real API client), else one after the other. Returns the names `one` gave.
+fn in_workers<F>(api: &dyn Api, items: Vec<Value>, one: F) -> Result<Vec<String>, ApiError>
+where
+    F: Fn(&dyn Api, Value) -> Result<Option<String>, ApiError> + Sync,
+{
+    let shared = api.shared().filter(|_| items.len() > 1);
     let Some(shared) = shared else {
-        let mut signed = Vec::new();
-        for csr in pending {
-            signed.extend(sign_one(api, signer, csr)?);
+        let mut done = Vec::new();
+        for item in items {
+            done.extend(one(api, item)?);
         }
-        return Ok(signed);
+        return Ok(done);
     };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Result<Option<String>, ApiError>>> = Default::default();
     std::thread::scope(|scope| {
-        for _ in 0..SIGNING_WORKERS.min(pending.len()) {
+        for _ in 0..WORKERS.min(items.len()) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(csr) = pending.get(i) else { break };
-                let r = sign_one(shared, signer, csr.clone());
+                let Some(item) = items.get(i) else { break };
+                let r = one(shared, item.clone());
                 results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
             });
         }
     });
-    let mut signed = Vec::new();
+    let mut done = Vec::new();
     for r in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        signed.extend(r?);
+        done.extend(r?);
     }
-    Ok(signed)
+    Ok(done)
 }
 
 /// Validates and signs one approved CSR (a failed validation marks it Failed, as upstream).
