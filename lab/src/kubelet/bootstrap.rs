@@ -287,6 +287,10 @@ pub(crate) fn post_csr(
     Ok(())
 }
 
+/// How often a CSR is read while waiting for its certificate. The real kubelet watches the CSR
+/// and sees the certificate as soon as it is issued; a short poll comes close to that.
+const CSR_POLL: Duration = Duration::from_millis(200);
+
 /// Waits up to `wait` for CSR `name` to be approved and issued; returns the certificate PEM.
 pub(crate) fn await_certificate(
     api: &dyn Api,
@@ -337,7 +341,7 @@ pub(crate) fn await_certificate(
                 ))
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(CSR_POLL);
     }
     Err(format!("timed out waiting for the condition on certificatesigningrequests/{name} (not approved and issued within {}s)", wait.as_secs()))
 }
