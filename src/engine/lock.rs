@@ -59,7 +59,7 @@ const ACQUIRE: &str = r#"bsctl_lock() {
     if [ -n "$bsctl_held" ]; then
       # Lost a race to a claim made at the same time: ours is withdrawn, so that it never
       # holds the host while this connection lives on.
-      [ -z "$bsctl_claimed" ] || printf -- '- %s\n' "${bsctl_me% *}:${bsctl_me#* }" >> "$bsctl_l"
+      [ -z "$bsctl_claimed" ] || printf '%s %s\n' - "${bsctl_me% *}:${bsctl_me#* }" >> "$bsctl_l"
       echo "@@ lock held $bsctl_held"; exit 0
     fi
     [ -z "$bsctl_mine" ] || break
@@ -69,7 +69,7 @@ const ACQUIRE: &str = r#"bsctl_lock() {
     printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID BSCTL_SINCE >> "$bsctl_l" && bsctl_claimed=1
   done
   # Ours is the first live claim: the file becomes that claim alone (so that it stays short).
-  [ "$bsctl_mine" = 2 ] || printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID BSCTL_SINCE > "$bsctl_l"
+  [ "$bsctl_mine" = 2 ] || printf '%s %s %s\n' "$bsctl_me" BSCTL_RUN_ID BSCTL_SINCE >| "$bsctl_l"
   echo "@@ lock ok"
 }
 bsctl_lock
