@@ -253,3 +253,89 @@ fn a_second_concurrent_apply_on_the_same_host_fails_with_a_clear_message() {
         "one\ntwo\n"
     );
 }
+
+#[test]
+fn a_failed_sysctl_between_rewrites_of_one_sysctl_file_leaves_it_as_the_tasks_before_made_it() {
+    let Some(lab) = Lab::up("sysctl-file", 1) else {
+        return;
+    };
+    let out = tempdir("sysctl-file");
+    let file = "/etc/sysctl.d/99-bsctl-test.conf";
+    let task = |name: &str| {
+        format!("    - name: {name}\n      sysctl: {{name: {name}, value: \"1\", sysctl_file: {file}}}\n")
+    };
+    // Each task rewrites the same file: one rename of it when all succeed; the third one's key
+    // is in no kernel (the lab's sysctl refuses it), so its run stops there.
+    let pb = |keys: &[&str], last: &str| {
+        let mut text = String::from("- hosts: workers\n  tasks:\n");
+        for k in keys {
+            text.push_str(&task(k));
+        }
+        text.push_str(&format!(
+            "    - name: after\n      copy: {{content: x, dest: {last}}}\n"
+        ));
+        let p = out.join(format!("pb-{}.yaml", keys.len()));
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let inv = lab.inventory().display().to_string();
+    let report = out.join("r.json");
+    let report_arg = report.display().to_string();
+    let failing = pb(
+        &[
+            "net.ipv4.ip_forward",
+            "net.bridge.bridge-nf-call-iptables",
+            "net.bsctl.no_such_key",
+        ],
+        "/etc/bsctl-after-fail",
+    );
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        &failing,
+        "--output",
+        "json",
+        &report_arg,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(
+        lab.ssh("worker-01", &format!("cat {file}")),
+        "net.ipv4.ip_forward=1\nnet.bridge.bridge-nf-call-iptables=1\n"
+    );
+    let st = results(&json(&report));
+    let status = |t: &str| {
+        st.iter()
+            .find(|(_, task, _)| task == t)
+            .map(|(_, _, s)| s.clone())
+    };
+    assert_eq!(status("net.ipv4.ip_forward").as_deref(), Some("changed"));
+    assert_eq!(
+        status("net.bridge.bridge-nf-call-iptables").as_deref(),
+        Some("changed")
+    );
+    assert_eq!(status("net.bsctl.no_such_key").as_deref(), Some("failed"));
+    assert_eq!(status("after"), None, "{st:?}");
+    assert_eq!(
+        lab.ssh(
+            "worker-01",
+            "ls -A /etc/sysctl.d | grep -c '^.bootstrapctl' || true; [ -e /etc/bsctl-after-fail ] && echo after || true"
+        ),
+        "0\n"
+    );
+    // All of them: the file with every line, its mode, the live values, nothing left over.
+    let ok = pb(
+        &[
+            "net.ipv4.ip_forward",
+            "net.bridge.bridge-nf-call-iptables",
+            "net.bridge.bridge-nf-call-ip6tables",
+        ],
+        "/etc/bsctl-after-ok",
+    );
+    let r = run(["apply", "-i", &inv, &ok]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        lab.ssh("worker-01", &format!("cat {file}; stat -c %a {file}; cat /proc/sys/net/bridge/bridge-nf-call-ip6tables /etc/bsctl-after-ok; ls -A /etc/sysctl.d | grep -c '^.bootstrapctl' || true")),
+        "net.ipv4.ip_forward=1\nnet.bridge.bridge-nf-call-iptables=1\nnet.bridge.bridge-nf-call-ip6tables=1\n644\n1\nx0\n"
+    );
+}

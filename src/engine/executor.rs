@@ -111,8 +111,11 @@ pub(super) fn ops_body(ops: &[Op]) -> String {
                 owner,
                 group,
             } => {
+                // Planned for a directory that was absent: when its parent exists, one
+                // `mkdir -m` makes it with its mode (as chmod would set it); else, or when it
+                // exists meanwhile, `mkdir -p` and `chmod`.
                 s.push_str(&format!(
-                    "mkdir -p -- {p}\nchmod {mode:04o} -- {p}\n",
+                    "mkdir -m {mode:04o} -- {p} 2>/dev/null || {{ mkdir -p -- {p} && chmod {mode:04o} -- {p}; }}\n",
                     p = sh_quote(path)
                 ));
                 if let Some(chown) = chown_spec(owner, group) {
@@ -743,6 +746,43 @@ mod batch_tests {
         assert_eq!(markers(&out), ["0", "1", "2"]);
         assert_eq!(std::fs::read_to_string(sub.join("f")).unwrap(), "x");
         assert_eq!(std::fs::read_to_string(dir.join("g")).unwrap(), "y");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_gets_its_mode_whether_its_parent_exists_it_is_new_or_it_is_there() {
+        let dir = std::env::temp_dir().join(format!("bsctl-batch-mkmode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("there")).unwrap();
+        let mkdir = |p: &str, mode| Op::Mkdir {
+            path: dir.join(p).display().to_string(),
+            mode,
+            owner: None,
+            group: None,
+        };
+        // Parent there (one mkdir), parent missing (mkdir -p), and the directory already
+        // there (made meanwhile): each ends with exactly its mode, special bits too.
+        let ops = vec![
+            mkdir("one", 0o700),
+            mkdir("sticky", 0o1777),
+            mkdir("deep/er", 0o2750),
+            mkdir("there", 0o711),
+        ];
+        let out = run(&format!("{SCRIPT_PRELUDE}{}", ops_body(&ops)));
+        assert!(out.success(), "{}", out.stderr_lossy());
+        assert!(out.stderr.is_empty(), "{}", out.stderr_lossy());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            [
+                mode("one"),
+                mode("sticky"),
+                mode("deep"),
+                mode("deep/er"),
+                mode("there")
+            ],
+            [0o700, 0o1777, 0o755, 0o2750, 0o711]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

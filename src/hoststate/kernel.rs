@@ -2,7 +2,7 @@
 //! them) and whether a kernel module is loaded (its /sys/module entry, or built in). The
 //! read-script fragment and its pure parser live here; `HostView` holds the results.
 
-use crate::shell::quote as sh_quote;
+use crate::shell::{quote as sh_quote, quote_always as sh_quote_always};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KernelRead {
@@ -45,15 +45,33 @@ pub fn normalize_value(v: &str) -> String {
 }
 
 /// The script lines for `reads`: builtins only for sysctls (`read` from /proc/sys, no
-/// subshell); one `grep`
-/// of modules.builtin per module that /sys/module does not show.
+/// subshell) and for modules /sys/module shows; one `grep` of modules.builtin for all the
+/// modules it does not show.
 pub fn script(reads: &[&KernelRead]) -> String {
     if reads.is_empty() {
         return String::new();
     }
     let mut s = String::from("echo '@@ kernel'\n");
-    if reads.iter().any(|r| matches!(r, KernelRead::Module(_))) {
-        s.push_str("read -r bsctl_k < /proc/sys/kernel/osrelease\n");
+    let modules: Vec<String> = reads
+        .iter()
+        .filter_map(|r| match r {
+            KernelRead::Module(name) => Some(module_name(name)),
+            KernelRead::Sysctl(_) => None,
+        })
+        .collect();
+    if !modules.is_empty() {
+        let names: Vec<String> = modules.iter().map(|m| sh_quote(m)).collect();
+        let alternatives: Vec<String> = modules
+            .iter()
+            .flat_map(|m| [m.clone(), m.replace('_', "-")])
+            .collect();
+        let pattern = sh_quote_always(&format!("/({})\\.ko", alternatives.join("|")));
+        s.push_str(&format!(
+            "read -r bsctl_k < /proc/sys/kernel/osrelease\nbsctl_b=\n\
+             for bsctl_m in {}; do [ -d \"/sys/module/$bsctl_m\" ] || \
+             {{ bsctl_b=$(grep -E {pattern} \"/lib/modules/$bsctl_k/modules.builtin\" 2>/dev/null); break; }}; done\n",
+            names.join(" ")
+        ));
     }
     for r in reads {
         match r {
@@ -71,9 +89,10 @@ pub fn script(reads: &[&KernelRead]) -> String {
                 let dash = m.replace('_', "-");
                 let q = sh_quote(&m);
                 s.push_str(&format!(
-                    "if [ -d /sys/module/{q} ]; then echo 'M {m}|loaded'; \
-                     elif grep -qE '/({m}|{dash})\\.ko' \"/lib/modules/$bsctl_k/modules.builtin\" 2>/dev/null; \
-                     then echo 'M {m}|builtin'; else echo 'M {m}|absent'; fi\n"
+                    "if [ -d /sys/module/{q} ]; then echo 'M {m}|loaded'; else case $bsctl_b in \
+                     *{}*|*{}*) echo 'M {m}|builtin' ;; *) echo 'M {m}|absent' ;; esac; fi\n",
+                    sh_quote_always(&format!("/{m}.ko")),
+                    sh_quote_always(&format!("/{dash}.ko")),
                 ));
             }
         }
@@ -172,7 +191,95 @@ mod tests {
                 KernelRecord::Sysctl("net.ipv4.route.flush".into(), None),
             ]
         );
-        // Every value is read by the shell itself: no subshell per sysctl.
-        assert!(!script(&refs).contains("$("), "{}", script(&refs));
+        // Every sysctl value is read by the shell itself: no subshell.
+        let sysctls: Vec<&KernelRead> = refs
+            .iter()
+            .copied()
+            .filter(|r| matches!(r, KernelRead::Sysctl(_)))
+            .collect();
+        assert!(!script(&sysctls).contains("$("), "{}", script(&sysctls));
+    }
+
+    #[test]
+    fn modules_are_loaded_built_in_or_absent_with_one_grep_for_all() {
+        let dir = std::env::temp_dir().join(format!("bsctl-kmod-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sys/loaded_one")).unwrap();
+        std::fs::write(
+            dir.join("builtin"),
+            "kernel/fs/overlayfs/overlay.ko\nkernel/net/bridge/br-netfilter.ko\n",
+        )
+        .unwrap();
+        let reads = [
+            KernelRead::Module("loaded-one".into()),
+            KernelRead::Module("overlay".into()),
+            KernelRead::Module("br_netfilter".into()),
+            KernelRead::Module("overlayfs".into()),
+            KernelRead::Module("no_such_module_xyz".into()),
+        ];
+        let refs: Vec<&KernelRead> = reads.iter().collect();
+        let run = |script: &str| {
+            let script = script
+                .replace("/sys/module/", &format!("{}/sys/", dir.display()))
+                .replace(
+                    "/lib/modules/$bsctl_k/modules.builtin",
+                    &dir.join("builtin").display().to_string(),
+                );
+            // A grep that counts its runs, ahead of the real one.
+            std::fs::write(
+                dir.join("grep"),
+                format!(
+                    "#!/bin/sh\necho x >> {}/greps\nexec {} \"$@\"\n",
+                    dir.display(),
+                    ["/usr/bin/grep", "/bin/grep"]
+                        .into_iter()
+                        .find(|p| std::path::Path::new(p).exists())
+                        .unwrap()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                dir.join("grep"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            let _ = std::fs::remove_file(dir.join("greps"));
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .env(
+                    "PATH",
+                    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()),
+                )
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let greps = std::fs::read_to_string(dir.join("greps"))
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (
+                text.lines().filter_map(parse_line).collect::<Vec<_>>(),
+                greps,
+            )
+        };
+        let (recs, greps) = run(&script(&refs));
+        let m = |n: &str, s| KernelRecord::Module(n.into(), s);
+        assert_eq!(
+            recs,
+            vec![
+                m("loaded_one", ModuleState::Loaded),
+                m("overlay", ModuleState::Builtin),
+                m("br_netfilter", ModuleState::Builtin),
+                m("overlayfs", ModuleState::Absent),
+                m("no_such_module_xyz", ModuleState::Absent),
+            ]
+        );
+        assert_eq!(greps, 1);
+        // Every module in /sys/module: no grep at all.
+        let (recs, greps) = run(&script(&refs[..1]));
+        assert_eq!(recs, vec![m("loaded_one", ModuleState::Loaded)]);
+        assert_eq!(greps, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

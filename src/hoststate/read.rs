@@ -51,11 +51,12 @@ pub enum ReadError {
     },
 }
 
-/// Facts from /proc and builtins: one subshell, and `uname` only on kernels older than 6.1
-/// (no /proc/sys/kernel/arch).
+/// Facts from /proc and builtins: no process, but `uname` on kernels older than 6.1 (no
+/// /proc/sys/kernel/arch). os-release's three lines are sent as they are and unquoted here
+/// (its values are shell words without expansions), rather than sourced in a subshell.
 const FACTS_SCRIPT: &str = r#"echo '@@ facts'
 read -r h < /proc/sys/kernel/hostname; printf 'H %s\n' "$h"
-( . /etc/os-release 2>/dev/null; printf 'O %s|%s|%s\n' "$ID" "$VERSION_ID" "$PRETTY_NAME" )
+while read -r l || [ -n "$l" ]; do case $l in ID=*|VERSION_ID=*|PRETTY_NAME=*) printf 'R %s\n' "$l" ;; esac; done 2>/dev/null < /etc/os-release
 read -r k < /proc/sys/kernel/osrelease
 read -r m 2>/dev/null < /proc/sys/kernel/arch || m=$(uname -m)
 printf 'K %s|%s\n' "$k" "$m"
@@ -431,6 +432,15 @@ fn parse_swaps(lines: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// An os-release value as the shell that sources the file gives it: one word, quotes and
+/// backslashes removed (a value that is no valid shell word is kept as it is).
+fn os_release_value(raw: &str) -> String {
+    match shell_words::split(raw) {
+        Ok(words) => words.join(" "),
+        Err(_) => raw.to_string(),
+    }
+}
+
 fn parse_facts(lines: &[&str]) -> Facts {
     let mut f = Facts::default();
     let mut swap_lines = Vec::new();
@@ -438,11 +448,14 @@ fn parse_facts(lines: &[&str]) -> Facts {
         let (tag, rest) = line.split_at(line.len().min(2));
         match tag.trim() {
             "H" => f.hostname = rest.to_string(),
-            "O" => {
-                let mut p = rest.splitn(3, '|');
-                f.os_id = p.next().unwrap_or_default().to_string();
-                f.os_version_id = p.next().unwrap_or_default().to_string();
-                f.os_pretty_name = p.next().unwrap_or_default().to_string();
+            "R" => {
+                let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+                let value = os_release_value(value);
+                match key {
+                    "ID" => f.os_id = value,
+                    "VERSION_ID" => f.os_version_id = value,
+                    _ => f.os_pretty_name = value,
+                }
             }
             "K" => {
                 let mut p = rest.splitn(2, '|');
@@ -474,7 +487,7 @@ mod tests {
             Read::Swaps,
             Read::Facts,
         ];
-        let out = b"@@ facts\nH worker-01\nO debian|12|Debian GNU/Linux 12 (bookworm)\nK 6.1.0|x86_64\nY 0\n\
+        let out = b"@@ facts\nH worker-01\nR ID=debian\nR VERSION_ID='12'\nR PRETTY_NAME=\"Debian GNU/Linux 12 \\\"bookworm\\\"\"\nK 6.1.0|x86_64\nY 0\n\
                     @@ swaps\nFilename Type Size Used Priority\n/swapfile file 1024 0 -2\n\
                     @@ units\nId=kubelet.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=yes\n\n\
                     Id=absent.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\nNeedDaemonReload=no\n\
@@ -503,6 +516,14 @@ mod tests {
         assert_eq!(
             (f.hostname.as_str(), f.arch.as_str(), f.systemd_running),
             ("worker-01", "x86_64", false)
+        );
+        assert_eq!(
+            (
+                f.os_id.as_str(),
+                f.os_version_id.as_str(),
+                f.os_pretty_name.as_str()
+            ),
+            ("debian", "12", "Debian GNU/Linux 12 \"bookworm\"")
         );
         assert_eq!(f.swap_devices, ["/swapfile"]);
         assert!(view.missing(&reads).is_empty());
@@ -563,7 +584,21 @@ mod tests {
             .file(&dir.join("nope").display().to_string())
             .unwrap()
             .exists());
-        assert!(!view.facts().unwrap().hostname.is_empty());
+        let facts = view.facts().unwrap();
+        assert!(!facts.hostname.is_empty());
+        // os-release as a shell that sources it reads it.
+        let sourced = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(". /etc/os-release; printf '%s|%s|%s' \"$ID\" \"$VERSION_ID\" \"$PRETTY_NAME\"")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&sourced.stdout),
+            format!(
+                "{}|{}|{}",
+                facts.os_id, facts.os_version_id, facts.os_pretty_name
+            )
+        );
         let c = view
             .command("printf 'a\\n@@ end\\n'; echo oops >&2; exit 3")
             .unwrap();
