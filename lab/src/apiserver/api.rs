@@ -511,6 +511,7 @@ impl Server {
         let table = wants_table(&req);
         let store: Arc<Store> = self.store.clone();
         let ns = ns.map(str::to_string);
+        let name = (!name.is_empty()).then(|| name.to_string());
         if let Err(e) = filter(&req, vec![]) {
             return bad_request(&e);
         }
@@ -538,9 +539,13 @@ impl Server {
                         last,
                         r.resource,
                         ns.as_deref(),
+                        name.as_deref(),
                         Duration::from_secs(5),
                     ) {
-                        Ok(e) => e,
+                        Ok((e, upto)) => {
+                            last = last.max(upto);
+                            e
+                        }
                         Err(()) => {
                             let st = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                 "status": "Failure", "message": format!("too old resource version: {last}"), "reason": "Expired", "code": 410}});
@@ -549,14 +554,14 @@ impl Server {
                         }
                     };
                     for e in evs {
-                        last = e.rv;
-                        let keep = filter(&req, vec![e.object.clone()])
+                        let object = (*e.object).clone();
+                        let keep = filter(&req, vec![object.clone()])
                             .map(|v| !v.is_empty())
                             .unwrap_or(false);
                         if !keep {
                             continue;
                         }
-                        let obj = event_object(r, e.object, table, &mut first_table, e.rv);
+                        let obj = event_object(r, object, table, &mut first_table, e.rv);
                         let line = json!({"type": e.kind, "object": obj});
                         if !w.chunk(format!("{line}\n").as_bytes()) {
                             return;

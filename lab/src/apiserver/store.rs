@@ -27,7 +27,8 @@ pub(crate) struct Event {
     pub(crate) kind: &'static str,
     pub(crate) resource: String,
     pub(crate) namespace: String,
-    pub(crate) object: Value,
+    /// Shared by every watch it goes to (hundreds of kubelets each watch their own CSR).
+    pub(crate) object: std::sync::Arc<Value>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -228,7 +229,7 @@ impl Store {
                 .as_str()
                 .unwrap_or("")
                 .to_string(),
-            object: obj.clone(),
+            object: std::sync::Arc::new(obj.clone()),
         });
         while g.events.len() > EVENT_LOG {
             g.events.pop_front();
@@ -241,32 +242,41 @@ impl Store {
         self.changed.notify_all();
     }
 
-    /// Events after `since` for a resource (and namespace), waiting up to `wait` for one.
-    /// Err(()) when `since` is older than the event log ("too old resource version").
+    /// Events after `since` for a resource (and namespace, and object name), waiting up to
+    /// `wait` for one, with the resourceVersion they were looked for up to (so that a watch
+    /// of one object need not look through the others' events again). Err(()) when `since`
+    /// is older than the event log ("too old resource version").
     pub(crate) fn events_after(
         &self,
         since: u64,
         resource: &str,
         ns: Option<&str>,
+        name: Option<&str>,
         wait: Duration,
-    ) -> Result<Vec<Event>, ()> {
+    ) -> Result<(Vec<Event>, u64), ()> {
         let mut g = self.lock();
         if let Some(first) = g.events.front() {
             if since + 1 < first.rv && since < g.rv {
                 return Err(());
             }
         }
-        let pick = |g: &Inner| -> Vec<Event> {
-            g.events
-                .iter()
+        let pick = |g: &Inner| -> (Vec<Event>, u64) {
+            // The log is in resourceVersion order: only what is newer than `since` is read.
+            let from = g.events.partition_point(|e| e.rv <= since);
+            let got = g
+                .events
+                .range(from..)
                 .filter(|e| {
-                    e.rv > since && e.resource == resource && ns.is_none_or(|n| n == e.namespace)
+                    e.resource == resource
+                        && ns.is_none_or(|n| n == e.namespace)
+                        && name.is_none_or(|n| e.object["metadata"]["name"] == n)
                 })
                 .cloned()
-                .collect()
+                .collect();
+            (got, g.rv)
         };
         let got = pick(&g);
-        if !got.is_empty() {
+        if !got.0.is_empty() {
             return Ok(got);
         }
         g = self
