@@ -287,9 +287,11 @@ pub(crate) fn post_csr(
     Ok(())
 }
 
-/// How often a CSR is read while waiting for its certificate. The real kubelet watches the CSR
-/// and sees the certificate as soon as it is issued; a short poll comes close to that.
-const CSR_POLL: Duration = Duration::from_millis(200);
+/// The longest a watch of the CSR waits before the CSR is read again. As the real kubelet does,
+/// the CSR is watched (from the resourceVersion just read), so a change is seen at once and a
+/// waiting kubelet costs the API server nothing: reading it several times a second from five
+/// hundred kubelets kept the stand-in API server from answering their CSR creations.
+const CSR_WATCH: Duration = Duration::from_secs(1);
 
 /// Waits up to `wait` for CSR `name` to be approved and issued; returns the certificate PEM.
 pub(crate) fn await_certificate(
@@ -300,8 +302,13 @@ pub(crate) fn await_certificate(
     let start = std::time::Instant::now();
     let mut approved_logged = false;
     while start.elapsed() < wait {
+        let seen: String;
         match api.get(&format!("{CSRS}/{name}")) {
             Ok(obj) => {
+                seen = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 if let Some(c) = condition(&obj, "Denied") {
                     return Err(format!(
                         "certificate signing request is denied, reason: {}, message: {}",
@@ -341,7 +348,11 @@ pub(crate) fn await_certificate(
                 ))
             }
         }
-        std::thread::sleep(CSR_POLL);
+        api.wait_change(
+            &format!("{CSRS}/{name}"),
+            &seen,
+            CSR_WATCH.min(wait.saturating_sub(start.elapsed())),
+        );
     }
     Err(format!("timed out waiting for the condition on certificatesigningrequests/{name} (not approved and issued within {}s)", wait.as_secs()))
 }
