@@ -7,13 +7,13 @@
 //! to libssh2 as a file, as before.
 
 use std::ffi::{c_char, c_int, c_uchar, c_void, CString};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use ring::signature::Ed25519KeyPair;
 use ssh2::Session;
 
-use super::known_hosts::{stamp, Stamp};
+use super::per_file::PerFile;
 
 /// A decoded ed25519 identity: its public key blob (SSH wire form) and the key pair.
 pub(super) struct Ed25519Identity {
@@ -21,9 +21,7 @@ pub(super) struct Ed25519Identity {
     pair: Ed25519KeyPair,
 }
 
-type Decoded = (PathBuf, Stamp, Option<Arc<Ed25519Identity>>);
-
-static DECODED: Mutex<Vec<Decoded>> = Mutex::new(Vec::new());
+static DECODED: PerFile<Option<Arc<Ed25519Identity>>> = PerFile::new();
 
 impl Ed25519Identity {
     /// The identity at `path`, decoded once and shared with every other connection of this
@@ -31,18 +29,10 @@ impl Ed25519Identity {
     /// unreadable or not an unencrypted ed25519 key: libssh2 then reads it itself, and says
     /// why it cannot.
     pub(super) fn shared(path: &Path) -> Option<Arc<Ed25519Identity>> {
-        // Under the lock: connections that start together wait for one decode, not one each.
-        let mut decoded = DECODED.lock().unwrap_or_else(|e| e.into_inner());
-        let now = stamp(path).ok()?;
-        if let Some((_, s, id)) = decoded.iter().find(|(p, _, _)| p == path) {
-            if *s == now {
-                return id.clone();
-            }
-        }
-        let id = Self::decode(path).map(Arc::new);
-        decoded.retain(|(p, _, _)| p != path);
-        decoded.push((path.to_path_buf(), now, id.clone()));
-        id
+        DECODED
+            .get(path, || Ok(Self::decode(path).map(Arc::new)))
+            .ok()
+            .flatten()
     }
 
     fn decode(path: &Path) -> Option<Ed25519Identity> {
@@ -154,6 +144,7 @@ unsafe extern "C" fn sign_ed25519(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> PathBuf {
         let path = dir.join(name);

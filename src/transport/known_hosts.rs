@@ -15,13 +15,15 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use super::per_file::PerFile;
 
 /// `SHA256:<base64 without padding>` of a public key blob, exactly as `ssh-keygen -l` prints it.
 pub fn fingerprint_sha256(key_blob: &[u8]) -> String {
@@ -109,42 +111,14 @@ pub struct KnownHostsDb {
     revoked: Vec<Vec<u8>>,
 }
 
-/// What a file looked like when it was parsed: a change of any of these parses it again.
-pub(super) type Stamp = Option<(u64, u64, u64, i64, i64)>;
-
-pub(super) fn stamp(path: &Path) -> Result<Stamp, String> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(Some((
-            m.dev(),
-            m.ino(),
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// Every known_hosts file this process has parsed, by path.
-static PARSED: Mutex<Vec<(PathBuf, Stamp, Arc<KnownHostsDb>)>> = Mutex::new(Vec::new());
+static PARSED: PerFile<Arc<KnownHostsDb>> = PerFile::new();
 
 impl KnownHostsDb {
     /// `path` parsed, shared with every other connection of this process that names it; parsed
     /// again when the file changed since.
     pub fn shared(path: &Path) -> Result<Arc<KnownHostsDb>, String> {
-        // Under the lock: connections that start together wait for one parse, not one each.
-        let mut parsed = PARSED.lock().unwrap_or_else(|e| e.into_inner());
-        let now = stamp(path)?;
-        if let Some((_, s, db)) = parsed.iter().find(|(p, _, _)| p == path) {
-            if *s == now {
-                return Ok(db.clone());
-            }
-        }
-        let db = Arc::new(Self::load(path)?);
-        parsed.retain(|(p, _, _)| p != path);
-        parsed.push((path.to_path_buf(), now, db.clone()));
-        Ok(db)
+        PARSED.get(path, || Self::load(path).map(Arc::new))
     }
 
     /// Parse `path` (a missing file is an empty set). Errors are I/O errors reading the file.

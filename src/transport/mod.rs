@@ -13,6 +13,7 @@ pub mod jump;
 pub mod known_hosts;
 mod libssh2_util;
 pub mod local;
+mod per_file;
 pub mod ssh;
 pub mod ssh_config;
 pub mod target;
