@@ -243,6 +243,17 @@ pub(super) struct PlayLayers {
     pub vars: Arc<crate::vars::Layer>,
 }
 
+impl PlayLayers {
+    /// A play's role defaults, and its vars, vars_files and role vars (later ones winning).
+    pub(super) fn of(play: &crate::playbook::Play) -> Self {
+        use crate::vars::Layer;
+        PlayLayers {
+            defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
+            vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
+        }
+    }
+}
+
 type IncludedTasks = Arc<Vec<crate::playbook::Task>>;
 
 /// By (play index, task address): the host's reads of that task.
@@ -265,13 +276,7 @@ impl PlayState {
     }
     /// The play's variable layers (`play` is this state's play).
     pub(super) fn play_layers(&self, play: &crate::playbook::Play) -> PlayLayers {
-        use crate::vars::Layer;
-        self.layers
-            .get_or_init(|| PlayLayers {
-                defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
-                vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
-            })
-            .clone()
+        self.layers.get_or_init(|| PlayLayers::of(play)).clone()
     }
     /// A role's defaults and vars as layers, built once per play.
     pub(super) fn role_layers(&self, role: &Arc<crate::playbook::RoleCx>) -> PlayLayers {

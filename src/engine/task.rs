@@ -81,10 +81,7 @@ impl HostRunner<'_> {
         let own = if pi == self.state.play_index {
             self.state.play_layers(play)
         } else {
-            super::PlayLayers {
-                defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
-                vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
-            }
+            super::PlayLayers::of(play)
         };
         let mut defaults = vec![own.defaults];
         let mut layers = vec![own.vars];
