@@ -122,15 +122,18 @@ struct Staged<'a> {
     mode: u32,
     owner: &'a Option<String>,
     group: &'a Option<String>,
-    /// A later write of the group to the same path replaces this one before anything could
-    /// read the file (only `sysctl -w` and other files' writes come between): this content
-    /// is put in place only if the script fails before that write.
-    superseded: bool,
-    /// The write of the same path this one replaces (`superseded` itself).
-    replaces: Option<usize>,
+    /// The later write of the group to the same path (its index) that replaces this one
+    /// before anything could read the file (only `sysctl -w` and other files' writes come
+    /// between): this content is put in place only if the script fails before that write.
+    replaced_by: Option<usize>,
 }
 
 impl Staged<'_> {
+    /// A later write replaces this one (see `replaced_by`).
+    fn superseded(&self) -> bool {
+        self.replaced_by.is_some()
+    }
+
     /// `"$tN"`, as the script refers to the temp file.
     fn temp(&self) -> String {
         format!("\"${}\"", self.var)
@@ -221,8 +224,7 @@ fn mark_superseded(tasks: &[TaskOps], writes: &mut [Staged]) {
             .iter()
             .all(|o| reads_no_written_file(o))
         {
-            writes[w].superseded = true;
-            writes[next].replaces = Some(w);
+            writes[w].replaced_by = Some(next);
         }
     }
 }
@@ -257,8 +259,7 @@ pub(super) fn staged_group(tasks: &[TaskOps]) -> String {
                     mode: *mode,
                     owner,
                     group,
-                    superseded: false,
-                    replaces: None,
+                    replaced_by: None,
                 });
             }
         }
@@ -282,8 +283,8 @@ pub(super) fn staged_group(tasks: &[TaskOps]) -> String {
         s.push_str(&format!("{}={}\n", w.var, sh_quote(&t)));
     }
     let all: Vec<String> = writes.iter().map(Staged::temp).collect();
-    let staged: Vec<&Staged> = writes.iter().filter(|w| !w.superseded).collect();
-    let late = writes.iter().any(|w| w.superseded);
+    let staged: Vec<&Staged> = writes.iter().filter(|w| !w.superseded()).collect();
+    let late = writes.iter().any(Staged::superseded);
     if late {
         s.push_str(&late_writes(&writes));
         s.push_str(&format!(
@@ -295,30 +296,25 @@ pub(super) fn staged_group(tasks: &[TaskOps]) -> String {
     }
     // Whether a superseded write of a task at or before `task` is still due after it.
     let due_after = |task: usize| {
-        writes.iter().enumerate().any(|(i, w)| {
-            w.superseded
-                && w.task <= task
-                && writes
-                    .iter()
-                    .skip(i + 1)
-                    .find(|n| n.replaces == Some(i))
-                    .is_some_and(|n| n.task > task)
-        })
+        writes
+            .iter()
+            .any(|w| w.task <= task && w.replaced_by.is_some_and(|n| writes[n].task > task))
     };
     s.push_str("bsctl_t() {\ncase $1 in\n");
-    let mut next = writes.iter();
+    let mut next = writes.iter().enumerate();
     for (g, t) in tasks.iter().enumerate() {
         s.push_str(&format!("{g})\n"));
         for op in t.ops {
             if let Op::WriteFile { path, .. } = op {
-                let w = next.next().expect("one staged write per WriteFile");
-                if w.superseded {
+                let (i, w) = next.next().expect("one staged write per WriteFile");
+                if w.superseded() {
                     s.push_str(&format!("{}=1\n", w.due()));
                 } else {
                     s.push_str(&format!("mv -f -- {} {}\n", w.temp(), sh_quote(path)));
                 }
-                if let Some(r) = w.replaces {
-                    s.push_str(&format!("{}=\n", writes[r].due()));
+                // The write this one replaces is no longer due.
+                if let Some(r) = writes.iter().find(|e| e.replaced_by == Some(i)) {
+                    s.push_str(&format!("{}=\n", r.due()));
                 }
             } else {
                 s.push_str(&ops_body(std::slice::from_ref(op)));
@@ -374,7 +370,7 @@ pub(super) fn staged_group(tasks: &[TaskOps]) -> String {
 /// prints no marker, so those tasks are not reported applied.
 fn late_writes(writes: &[Staged]) -> String {
     let mut s = String::from("bsctl_late() {\nbsctl_w=\n");
-    for w in writes.iter().filter(|w| w.superseded) {
+    for w in writes.iter().filter(|w| w.superseded()) {
         s.push_str(&format!("if [ -n \"${}\" ]; then\n", w.due()));
         let fail = |what: Option<String>| -> String {
             let say = what.map_or(String::new(), |m| format!("echo {} >&2\n", sh_quote(&m)));
