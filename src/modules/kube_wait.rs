@@ -235,11 +235,12 @@ impl Args {
                     ModuleError::Invalid("`nodes` is required for this condition".into())
                 })?;
                 let list = k.list("node", None, None);
-                let names: Vec<String> = nodes.iter().map(|n| sh_quote(n)).collect();
+                // One awk per poll for every node (node names never hold a space): a
+                // process per node would cost hundreds of execs a poll on a large fleet.
                 let check = format!(
-                    "bsctl_n=$({} 2>/dev/null); bsctl_p=0; for n in {}; do printf '%s\\n' \"$bsctl_n\" | awk -F '\\t' -v n=\"$n\" '$1 == n && $2 == \"True\" {{ f = 1 }} END {{ exit !f }}' || bsctl_p=1; done; [ \"$bsctl_p\" = 0 ]",
+                    "bsctl_n=$({} 2>/dev/null); printf '%s\\n' \"$bsctl_n\" | awk -F '\\t' -v want={} 'BEGIN {{ n = split(want, w, \" \") }} $2 == \"True\" {{ ready[$1] = 1 }} END {{ if (n == 0) exit 1; for (i = 1; i <= n; i++) if (!(w[i] in ready)) exit 1 }}'",
                     k.raw(&format!("get nodes -o {}", sh_quote(&format!("jsonpath={NODE_LINES}")))),
-                    if names.is_empty() { "''".to_string() } else { names.join(" ") }
+                    sh_quote(&nodes.join(" "))
                 );
                 (
                     check,
@@ -439,6 +440,57 @@ mod tests {
     use super::*;
     use crate::plan::{simulate, Op};
     use crate::template::Templates;
+
+    /// The nodes_ready check as the host runs it: real sh and awk, with a kubectl on PATH
+    /// that prints the node lines given.
+    fn nodes_ready_holds(nodes: &str, lines: &str) -> bool {
+        let t = Templates::new(vec![]);
+        let vars = minijinja::context! {};
+        let args: Args =
+            serde_yaml::from_str(&format!("{{for: nodes_ready, nodes: {nodes}}}")).unwrap();
+        let m = args
+            .resolve(&ResolveCx {
+                templates: &t,
+                vars: &vars,
+                base_dir: std::path::Path::new("."),
+                what: "t",
+            })
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "bsctl-kube-wait-{}-{}",
+            std::process::id(),
+            lines.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubectl = dir.join("kubectl");
+        std::fs::write(&kubectl, format!("#!/bin/sh\nprintf '{lines}'\n")).unwrap();
+        std::fs::set_permissions(
+            &kubectl,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &m.check])
+            .env("PATH", path)
+            .status()
+            .unwrap()
+            .success();
+        std::fs::remove_dir_all(&dir).unwrap();
+        ok
+    }
+
+    #[test]
+    fn the_nodes_ready_check_holds_only_when_every_named_node_is_ready() {
+        let ready = "w-1\\tTrue\\tKubeletReady: ok\\nw-2\\tTrue\\tKubeletReady: ok\\ncp-1\\tFalse\\tx: y\\n";
+        assert!(nodes_ready_holds("[w-1, w-2]", ready));
+        assert!(nodes_ready_holds("[w-2]", ready));
+        assert!(!nodes_ready_holds("[w-1, cp-1]", ready));
+        assert!(!nodes_ready_holds("[w-1, w-3]", ready));
+        // A name is matched whole, not as a prefix of another node's.
+        assert!(!nodes_ready_holds("[w-]", ready));
+        assert!(!nodes_ready_holds("[w-1]", ""));
+    }
 
     #[test]
     fn a_preview_sees_the_signature_an_earlier_task_plans() {
