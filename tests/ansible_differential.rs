@@ -116,6 +116,25 @@ fn block_tags_render_with_ansibles_jinja_defaults() {
     );
 }
 
+#[test]
+fn flush_handlers_runs_the_notified_handlers_there_as_ansible_does() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let (theirs, ours) = run_both(&venv, "ansible-flush-handlers");
+    let names = ["a.txt", "one.txt", "log"];
+    let want = state(&theirs, &names);
+    assert_eq!(state(&ours, &names), want);
+    // Ansible's order: the first flush ran both handlers (listed order), the task after it saw
+    // their file, the second flush ran the one notified since, and the handler notified again
+    // ran again at the play's end.
+    assert_eq!(
+        want[2].1,
+        "task a\nhandler two\ntask b saw one.txt: True\nshell c\nhandler three\ntask d\n"
+    );
+    assert_eq!(want[1].1, "again\n");
+}
+
 /// Content, mode and owner of every path under `root`, sorted.
 fn tree(root: &Path) -> Vec<(String, String, u32, u32)> {
     use std::os::unix::fs::MetadataExt as _;

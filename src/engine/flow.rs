@@ -154,10 +154,10 @@ impl HostRunner<'_> {
         }
         match meta {
             Meta::Noop => Ok(()),
-            Meta::FlushHandlers => {
-                self.flush().map_err(Stop::Failed)?;
-                self.run_handlers(notified)
-            }
+            // The handlers' changes join the host's pending batch after the tasks' before
+            // them, so they still run in Ansible's order, and a later task plans on the view
+            // they leave; what must run now (a command) flushes the batch as ever.
+            Meta::FlushHandlers => self.run_notified(notified),
             Meta::EndHost => {
                 self.flush().map_err(Stop::Failed)?;
                 Err(Stop::EndHost)
@@ -168,12 +168,6 @@ impl HostRunner<'_> {
                 Err(Stop::EndPlay)
             }
         }
-    }
-
-    /// The notified handlers, then their changes (and those before them) applied.
-    pub(super) fn run_handlers(&self, notified: &mut BTreeSet<String>) -> Result<(), Stop> {
-        self.run_notified(notified)?;
-        self.flush().map_err(Stop::Failed)
     }
 
     /// The notified handlers, in the order the play lists them; each runs once per flush.
