@@ -366,6 +366,71 @@ impl Client {
     }
 }
 
+/// How a watch stream ended.
+pub(crate) enum WatchEnd {
+    /// The server closed it (its timeout): watch again from the last resourceVersion seen.
+    Closed,
+    /// The resourceVersion is older than the server keeps (410 Expired): list again.
+    Expired,
+    /// The connection failed or the server answered with an error.
+    Failed(String),
+}
+
+impl Client {
+    /// A watch of the list at `path` from `rv`, each event (`{"type", "object"}`) given to
+    /// `on_event` as it arrives, until the server closes the stream after `timeout`.
+    pub(crate) fn watch(
+        &self,
+        path: &str,
+        rv: &str,
+        timeout: Duration,
+        mut on_event: impl FnMut(Value),
+    ) -> WatchEnd {
+        use std::io::BufRead;
+        let url = format!(
+            "{}{path}?watch=true&resourceVersion={rv}&timeoutSeconds={}",
+            self.base,
+            timeout.as_secs().max(1)
+        );
+        let mut req = self
+            .agent
+            .get(&url)
+            .set("Accept", "application/json")
+            .set("User-Agent", &self.user_agent)
+            // The stream lasts the server's timeout; the client's allows for a late close.
+            .timeout(timeout + Duration::from_secs(10));
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let res = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(410, _)) => return WatchEnd::Expired,
+            Err(e) => return WatchEnd::Failed(e.to_string()),
+        };
+        let mut reader = std::io::BufReader::new(res.into_reader());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return WatchEnd::Closed,
+                Ok(_) => {}
+                Err(e) => return WatchEnd::Failed(e.to_string()),
+            }
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["type"] == "ERROR" {
+                return if event["object"]["code"] == 410 {
+                    WatchEnd::Expired
+                } else {
+                    WatchEnd::Failed(event["object"]["message"].to_string())
+                };
+            }
+            on_event(event);
+        }
+    }
+}
+
 impl Api for Client {
     fn shared(&self) -> Option<&(dyn Api + Sync)> {
         Some(self)

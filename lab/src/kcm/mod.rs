@@ -9,6 +9,7 @@
 
 mod controllers;
 pub(crate) mod csr;
+mod informer;
 mod tokens;
 
 use std::path::Path;
@@ -260,6 +261,7 @@ pub(crate) fn kcm_main(args: &[String]) -> i32 {
     let csrs = on("csrapproving") || signer.is_some();
     let client = &client;
     let signer = signer.as_ref();
+    let informer = informer::Informer::default();
     std::thread::scope(|scope| {
         if token_controllers {
             scope.spawn(move || {
@@ -281,8 +283,15 @@ pub(crate) fn kcm_main(args: &[String]) -> i32 {
             });
         }
         if csrs {
+            let informer = &informer;
+            scope.spawn(move || informer.run(client, csr::CSRS));
             scope.spawn(move || {
-                control_loop(client, csr::CSRS, |api| {
+                let cached = informer::Cached {
+                    inner: client,
+                    informer,
+                    path: csr::CSRS,
+                };
+                cached_loop(&cached, informer, |api| {
                     let mut errs = Vec::new();
                     if on("csrapproving") {
                         if let Err(e) = csr::approve(api) {
@@ -312,23 +321,41 @@ fn control_loop(api: &dyn Api, watched: &str, pass: impl Fn(&dyn Api) -> Vec<Str
     let mut last_err = String::new();
     loop {
         let rv = api.resource_version(watched).unwrap_or_default();
-        let errs = pass(api);
-        // The same failure every pass is logged once, until it changes.
-        let joined = errs.join("; ");
-        if joined != last_err && !joined.is_empty() {
-            klog(
-                'E',
-                "controller.go:120",
-                &format!("\"Unhandled Error\" err=\"{joined}\""),
-            );
-        }
-        last_err = joined;
+        log_errors(&mut last_err, pass(api));
         if rv.is_empty() {
             std::thread::sleep(POLL);
         } else {
             api.wait_change(watched, &rv, POLL);
         }
     }
+}
+
+/// As [`control_loop`], for controllers whose list `informer` caches (`api` reads it): a pass
+/// now, then one after each change of the cache and at least every [`POLL`].
+fn cached_loop(
+    api: &dyn Api,
+    informer: &informer::Informer,
+    pass: impl Fn(&dyn Api) -> Vec<String>,
+) -> ! {
+    let mut last_err = String::new();
+    loop {
+        let seen = informer.generation();
+        log_errors(&mut last_err, pass(api));
+        informer.wait(seen, POLL);
+    }
+}
+
+/// The same failure every pass is logged once, until it changes.
+fn log_errors(last_err: &mut String, errs: Vec<String>) {
+    let joined = errs.join("; ");
+    if joined != *last_err && !joined.is_empty() {
+        klog(
+            'E',
+            "controller.go:120",
+            &format!("\"Unhandled Error\" err=\"{joined}\""),
+        );
+    }
+    *last_err = joined;
 }
 
 #[cfg(test)]
