@@ -368,6 +368,8 @@ impl Client {
 
 /// How a watch stream ended.
 pub(crate) enum WatchEnd {
+    /// `on_event` asked for no more events.
+    Stopped,
     /// The server closed it (its timeout): watch again from the last resourceVersion seen.
     Closed,
     /// The resourceVersion is older than the server keeps (410 Expired): list again.
@@ -378,13 +380,14 @@ pub(crate) enum WatchEnd {
 
 impl Client {
     /// A watch of the list at `path` from `rv`, each event (`{"type", "object"}`) given to
-    /// `on_event` as it arrives, until the server closes the stream after `timeout`.
+    /// `on_event` as it arrives, until the server closes the stream after `timeout` or
+    /// `on_event` returns false.
     pub(crate) fn watch(
         &self,
         path: &str,
         rv: &str,
         timeout: Duration,
-        mut on_event: impl FnMut(Value),
+        on_event: &mut dyn FnMut(Value) -> bool,
     ) -> WatchEnd {
         use std::io::BufRead;
         let url = format!(
@@ -426,7 +429,9 @@ impl Client {
                     WatchEnd::Failed(event["object"]["message"].to_string())
                 };
             }
-            on_event(event);
+            if !on_event(event) {
+                return WatchEnd::Stopped;
+            }
         }
     }
 }
@@ -437,28 +442,11 @@ impl Api for Client {
     }
 
     fn wait_change(&self, path: &str, rv: &str, wait: Duration) {
-        use std::io::BufRead;
         let start = std::time::Instant::now();
-        let url = format!(
-            "{}{path}?watch=true&resourceVersion={rv}&timeoutSeconds={}",
-            self.base,
-            wait.as_secs().max(1)
+        let woke = matches!(
+            self.watch(path, rv, wait, &mut |_| false),
+            WatchEnd::Stopped
         );
-        let mut req = self
-            .agent
-            .get(&url)
-            .set("Accept", "application/json")
-            .set("User-Agent", &self.user_agent)
-            .timeout(wait);
-        if let Some(t) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        let woke = req.call().ok().is_some_and(|r| {
-            let mut line = String::new();
-            std::io::BufReader::new(r.into_reader())
-                .read_line(&mut line)
-                .is_ok_and(|n| n > 0)
-        });
         // A failed watch (server restarting) must not turn the caller into a busy loop.
         if !woke {
             std::thread::sleep(wait.saturating_sub(start.elapsed()));

@@ -441,21 +441,24 @@ mod tests {
     use crate::plan::{simulate, Op};
     use crate::template::Templates;
 
+    /// The module for `args` (YAML), resolved without variables.
+    fn resolved(args: &str) -> KubeWait {
+        let t = Templates::new(vec![]);
+        let vars = minijinja::context! {};
+        let args: Args = serde_yaml::from_str(args).unwrap();
+        args.resolve(&ResolveCx {
+            templates: &t,
+            vars: &vars,
+            base_dir: std::path::Path::new("."),
+            what: "t",
+        })
+        .unwrap()
+    }
+
     /// The nodes_ready check as the host runs it: real sh and awk, with a kubectl on PATH
     /// that prints the node lines given.
     fn nodes_ready_holds(nodes: &str, lines: &str) -> bool {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! {};
-        let args: Args =
-            serde_yaml::from_str(&format!("{{for: nodes_ready, nodes: {nodes}}}")).unwrap();
-        let m = args
-            .resolve(&ResolveCx {
-                templates: &t,
-                vars: &vars,
-                base_dir: std::path::Path::new("."),
-                what: "t",
-            })
-            .unwrap();
+        let m = resolved(&format!("{{for: nodes_ready, nodes: {nodes}}}"));
         let dir = std::env::temp_dir().join(format!(
             "bsctl-kube-wait-{}-{}",
             std::process::id(),
@@ -494,18 +497,7 @@ mod tests {
 
     #[test]
     fn a_preview_sees_the_signature_an_earlier_task_plans() {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! {};
-        let args: Args =
-            serde_yaml::from_str("{for: cluster_info_signed, token_id: abcdef}").unwrap();
-        let m = args
-            .resolve(&ResolveCx {
-                templates: &t,
-                vars: &vars,
-                base_dir: std::path::Path::new("."),
-                what: "t",
-            })
-            .unwrap();
+        let m = resolved("{for: cluster_info_signed, token_id: abcdef}");
         let [Read::Kube(KubeRead::Object(at))] = &m.reads()[..] else {
             panic!("{:?}", m.reads())
         };

@@ -25,7 +25,7 @@ pub(crate) trait ListWatch {
         path: &str,
         rv: &str,
         timeout: Duration,
-        on_event: &mut dyn FnMut(Value),
+        on_event: &mut dyn FnMut(Value) -> bool,
     ) -> WatchEnd;
 }
 
@@ -38,7 +38,7 @@ impl ListWatch for Client {
         path: &str,
         rv: &str,
         timeout: Duration,
-        on_event: &mut dyn FnMut(Value),
+        on_event: &mut dyn FnMut(Value) -> bool,
     ) -> WatchEnd {
         Client::watch(self, path, rv, timeout, on_event)
     }
@@ -58,6 +58,16 @@ pub(crate) struct Informer {
     changed: Condvar,
 }
 
+/// Logs a failed list or watch, then waits [`RETRY`].
+fn pause(level: char, at: &str, what: &str, path: &str, err: &str) {
+    klog(
+        level,
+        at,
+        &format!("\"{what}\" path=\"{path}\" err=\"{err}\""),
+    );
+    std::thread::sleep(RETRY);
+}
+
 fn name(o: &Value) -> String {
     o["metadata"]["name"].as_str().unwrap_or("").to_string()
 }
@@ -75,12 +85,13 @@ impl Informer {
             let list = match source.list(path) {
                 Ok(l) => l,
                 Err(e) => {
-                    klog(
+                    pause(
                         'E',
                         "reflector.go:158",
-                        &format!("\"Failed to list\" path=\"{path}\" err=\"{e}\""),
+                        "Failed to list",
+                        path,
+                        &e.to_string(),
                     );
-                    std::thread::sleep(RETRY);
                     continue;
                 }
             };
@@ -116,17 +127,19 @@ impl Informer {
                     st.generation += 1;
                     drop(st);
                     self.changed.notify_all();
+                    true
                 });
                 match end {
-                    WatchEnd::Closed => {}
+                    WatchEnd::Closed | WatchEnd::Stopped => {}
                     WatchEnd::Expired => break,
                     WatchEnd::Failed(e) => {
-                        klog(
+                        pause(
                             'W',
                             "reflector.go:462",
-                            &format!("\"watch ended with an error\" path=\"{path}\" err=\"{e}\""),
+                            "watch ended with an error",
+                            path,
+                            &e,
                         );
-                        std::thread::sleep(RETRY);
                         break;
                     }
                 }
@@ -226,7 +239,13 @@ mod tests {
             };
             Ok(json!({"metadata": {"resourceVersion": rv}, "items": items}))
         }
-        fn watch(&self, _: &str, rv: &str, _: Duration, on: &mut dyn FnMut(Value)) -> WatchEnd {
+        fn watch(
+            &self,
+            _: &str,
+            rv: &str,
+            _: Duration,
+            on: &mut dyn FnMut(Value) -> bool,
+        ) -> WatchEnd {
             let n = {
                 let mut w = self.watches.lock().unwrap();
                 w.push(rv.to_string());
