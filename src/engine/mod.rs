@@ -95,6 +95,9 @@ pub struct RunCx {
     pub uploads: crate::artifact::upload::UploadSlots,
     /// Files `include_tasks` loaded, by path and role: loaded once, shared by every host.
     includes: Mutex<HashMap<(PathBuf, String), IncludedTasks>>,
+    /// Each play's variable layers, by play index, built on first use: the same for every
+    /// host, whether its play runs or a later play's task is prefetched.
+    play_layers: Vec<std::sync::OnceLock<PlayLayers>>,
 }
 
 impl RunCx {
@@ -124,6 +127,11 @@ impl RunCx {
         play_hosts: Vec<Vec<String>>,
     ) -> Self {
         let opts_upload_forks = opts.upload_forks;
+        let play_layers = playbook
+            .plays
+            .iter()
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         RunCx {
             playbook,
             inventory,
@@ -141,11 +149,25 @@ impl RunCx {
             stopped: Mutex::new(Vec::new()),
             interrupted: AtomicBool::new(false),
             includes: Mutex::new(HashMap::new()),
+            play_layers,
             run_id: crate::k8s::token::BootstrapToken::generate()
                 .map(|t| t.secret().to_string())
                 .unwrap_or_else(|_| format!("pid{}", std::process::id())),
             uploads: crate::artifact::upload::UploadSlots::new(opts_upload_forks),
         }
+    }
+
+    /// Play `pi`'s role defaults, and its vars, vars_files and role vars, as layers.
+    pub(super) fn play_layers(&self, pi: usize) -> PlayLayers {
+        self.play_layers[pi]
+            .get_or_init(|| {
+                let play = &self.playbook.plays[pi];
+                PlayLayers::new(
+                    &[&play.role_defaults],
+                    &[&play.vars, &play.file_vars, &play.role_vars],
+                )
+            })
+            .clone()
     }
 
     /// The tasks of a file `include_tasks` names, looked up in `dirs`.
@@ -229,8 +251,6 @@ pub struct PlayState {
     ended: AtomicBool,
     run_once: Mutex<HashMap<usize, RunOnceCell>>,
     shared: std::sync::RwLock<Shared>,
-    /// The play's own variable layers, the same for every host: built on first use.
-    layers: std::sync::OnceLock<PlayLayers>,
     /// The layers of each role the play's tasks came from (kept with the role, so that its
     /// address names it while the play runs).
     role_layers: Mutex<Vec<(Arc<crate::playbook::RoleCx>, PlayLayers)>>,
@@ -244,12 +264,12 @@ pub(super) struct PlayLayers {
 }
 
 impl PlayLayers {
-    /// A play's role defaults, and its vars, vars_files and role vars (later ones winning).
-    pub(super) fn of(play: &crate::playbook::Play) -> Self {
+    /// Defaults and vars from these mappings (later ones winning).
+    fn new(defaults: &[&serde_yaml::Mapping], vars: &[&serde_yaml::Mapping]) -> Self {
         use crate::vars::Layer;
         PlayLayers {
-            defaults: Layer::yaml(&[&play.role_defaults], "role defaults"),
-            vars: Layer::yaml(&[&play.vars, &play.file_vars, &play.role_vars], "play vars"),
+            defaults: Layer::yaml(defaults, "role defaults"),
+            vars: Layer::yaml(vars, "play vars"),
         }
     }
 }
@@ -270,25 +290,16 @@ impl PlayState {
             ended: AtomicBool::new(false),
             run_once: Mutex::new(HashMap::new()),
             shared: std::sync::RwLock::new(shared),
-            layers: std::sync::OnceLock::new(),
             role_layers: Mutex::new(Vec::new()),
         }
     }
-    /// The play's variable layers (`play` is this state's play).
-    pub(super) fn play_layers(&self, play: &crate::playbook::Play) -> PlayLayers {
-        self.layers.get_or_init(|| PlayLayers::of(play)).clone()
-    }
     /// A role's defaults and vars as layers, built once per play.
     pub(super) fn role_layers(&self, role: &Arc<crate::playbook::RoleCx>) -> PlayLayers {
-        use crate::vars::Layer;
         let mut roles = self.role_layers.lock().expect("role layers");
         if let Some((_, l)) = roles.iter().find(|(r, _)| Arc::ptr_eq(r, role)) {
             return l.clone();
         }
-        let l = PlayLayers {
-            defaults: Layer::yaml(&[&role.defaults], "role defaults"),
-            vars: Layer::yaml(&[&role.vars], "play vars"),
-        };
+        let l = PlayLayers::new(&[&role.defaults], &[&role.vars]);
         roles.push((role.clone(), l.clone()));
         l
     }

@@ -47,7 +47,6 @@ impl HostRunner<'_> {
         task: &Task,
         item: Option<&Value>,
     ) -> Result<Value, String> {
-        let play = &self.run.playbook.plays[pi];
         let slot = self.slot(self.host);
         let mut conn = slot.lock().expect("host slot");
         let shared = self.state.shared();
@@ -78,11 +77,7 @@ impl HostRunner<'_> {
             }),
         };
         // A later play's task (prefetched) has its own play's layers.
-        let own = if pi == self.state.play_index {
-            self.state.play_layers(play)
-        } else {
-            super::PlayLayers::of(play)
-        };
+        let own = self.run.play_layers(pi);
         let mut defaults = vec![own.defaults];
         let mut layers = vec![own.vars];
         if let Some(r) = &task.role {
