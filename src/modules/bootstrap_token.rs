@@ -406,19 +406,10 @@ impl Module for EnsureToken {
 mod tests {
     use super::*;
     use crate::hoststate::CommandOutput;
-    use crate::template::Templates;
 
     fn module(args: &str) -> EnsureToken {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! {};
         let args: Args = serde_yaml::from_str(args).unwrap();
-        args.resolve(&ResolveCx {
-            templates: &t,
-            vars: &vars,
-            base_dir: std::path::Path::new("."),
-            what: "t",
-        })
-        .unwrap()
+        crate::modules::resolve_in_test(minijinja::context! {}, |cx| args.resolve(cx))
     }
 
     fn b64(s: &str) -> String {

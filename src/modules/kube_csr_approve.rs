@@ -689,19 +689,10 @@ impl Module for ApproveCsr {
 mod tests {
     use super::*;
     use crate::plan::simulate;
-    use crate::template::Templates;
 
     fn module(args: &str) -> ApproveCsr {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! {};
         let a: Args = serde_yaml::from_str(args).unwrap();
-        a.resolve(&ResolveCx {
-            templates: &t,
-            vars: &vars,
-            base_dir: std::path::Path::new("."),
-            what: "t",
-        })
-        .unwrap()
+        crate::modules::resolve_in_test(minijinja::context! {}, |cx| a.resolve(cx))
     }
 
     fn fixture_csr(file: &str) -> Json {
@@ -770,17 +761,11 @@ mod tests {
         assert_eq!(v["worker-01"].approve, ["csr-w1", "csr-w2"]);
         assert!(v["worker-02"].approve.is_empty() && !v["worker-02"].filed);
         let judge = |node: &str| {
-            let t = Templates::new(vec![]);
-            let vars = minijinja::context! { r => text.clone() };
             let a: Args =
                 serde_yaml::from_str(&format!("{{node: {node}, results: '{{{{ r }}}}'}}")).unwrap();
-            a.resolve(&ResolveCx {
-                templates: &t,
-                vars: &vars,
-                base_dir: std::path::Path::new("."),
-                what: "t",
+            crate::modules::resolve_in_test(minijinja::context! { r => text.clone() }, |cx| {
+                a.resolve(cx)
             })
-            .unwrap()
         };
         let w1 = judge("worker-01");
         assert!(w1.reads().is_empty());

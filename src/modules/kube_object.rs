@@ -298,19 +298,12 @@ impl Module for KubeObject {
 mod tests {
     use super::*;
     use crate::hoststate::CommandOutput;
-    use crate::template::Templates;
 
     fn module(def: &str) -> KubeObject {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! { ns => "kube-public" };
         let args: Args = serde_yaml::from_str(def).unwrap();
-        args.resolve(&ResolveCx {
-            templates: &t,
-            vars: &vars,
-            base_dir: std::path::Path::new("."),
-            what: "t",
+        crate::modules::resolve_in_test(minijinja::context! { ns => "kube-public" }, |cx| {
+            args.resolve(cx)
         })
-        .unwrap()
     }
 
     fn view_with(m: &KubeObject, live: &[&str]) -> HostView {

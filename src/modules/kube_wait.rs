@@ -439,20 +439,11 @@ impl KubeWait {
 mod tests {
     use super::*;
     use crate::plan::{simulate, Op};
-    use crate::template::Templates;
 
     /// The module for `args` (YAML), resolved without variables.
     fn resolved(args: &str) -> KubeWait {
-        let t = Templates::new(vec![]);
-        let vars = minijinja::context! {};
         let args: Args = serde_yaml::from_str(args).unwrap();
-        args.resolve(&ResolveCx {
-            templates: &t,
-            vars: &vars,
-            base_dir: std::path::Path::new("."),
-            what: "t",
-        })
-        .unwrap()
+        crate::modules::resolve_in_test(minijinja::context! {}, |cx| args.resolve(cx))
     }
 
     /// The nodes_ready check as the host runs it: real sh and awk, with a kubectl on PATH

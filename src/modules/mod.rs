@@ -48,6 +48,23 @@ pub struct ResolveCx<'a> {
     pub what: &'a str,
 }
 
+/// For unit tests: `resolve` given a context with no template directory, `vars`, and the
+/// current directory as the playbook's.
+#[cfg(test)]
+pub(crate) fn resolve_in_test<M>(
+    vars: minijinja::Value,
+    resolve: impl FnOnce(&ResolveCx<'_>) -> Result<M, ModuleError>,
+) -> M {
+    let templates = Templates::new(vec![]);
+    resolve(&ResolveCx {
+        templates: &templates,
+        vars: &vars,
+        base_dir: Path::new("."),
+        what: "t",
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     #[error(transparent)]
