@@ -554,13 +554,12 @@ impl Server {
                         }
                     };
                     for e in evs {
-                        let object = (*e.object).clone();
-                        let keep = filter(&req, vec![object.clone()])
-                            .map(|v| !v.is_empty())
-                            .unwrap_or(false);
-                        if !keep {
+                        // The selectors give back what they keep: one copy of the shared
+                        // object per event and watch.
+                        let kept = filter(&req, vec![(*e.object).clone()]).unwrap_or_default();
+                        let Some(object) = kept.into_iter().next() else {
                             continue;
-                        }
+                        };
                         let obj = event_object(r, object, table, &mut first_table, e.rv);
                         let line = json!({"type": e.kind, "object": obj});
                         if !w.chunk(format!("{line}\n").as_bytes()) {

@@ -161,19 +161,17 @@ impl Informer {
             .unwrap_or_else(|e| e.into_inner());
     }
 
-    /// The cached objects that `keep` selects, and the generation they are of; nothing until
-    /// the first list came.
-    pub(crate) fn select(&self, keep: impl Fn(&Value) -> bool) -> (Vec<Value>, u64) {
+    /// The cached objects; none until the first list came.
+    pub(crate) fn items(&self) -> Vec<Value> {
         let st = self.lock();
         if !st.synced {
-            return (Vec::new(), st.generation);
+            return Vec::new();
         }
-        let items = st.items.values().filter(|o| keep(o)).cloned().collect();
-        (items, st.generation)
+        st.items.values().cloned().collect()
     }
 }
 
-/// An [`Api`] whose `list` of `path` reads `informer`'s cache (what `keep` selects) and every
+/// An [`Api`] whose `list` of `path` reads `informer`'s cache and every
 /// other call goes to `inner`: the controllers' passes run unchanged on the cache.
 pub(crate) struct Cached<'a> {
     pub(crate) inner: &'a (dyn Api + Sync),
@@ -196,7 +194,7 @@ impl Api for Cached<'_> {
     }
     fn list(&self, path: &str) -> Result<Vec<Value>, ApiError> {
         if path == self.path {
-            return Ok(self.informer.select(|_| true).0);
+            return Ok(self.informer.items());
         }
         self.inner.list(path)
     }
@@ -273,7 +271,7 @@ mod tests {
     }
 
     fn names(i: &Informer, keep: impl Fn(&Value) -> bool) -> Vec<String> {
-        i.select(keep).0.iter().map(name).collect()
+        i.items().iter().filter(|o| keep(o)).map(name).collect()
     }
 
     #[test]
@@ -304,7 +302,7 @@ mod tests {
         assert_eq!(script.lists.load(Ordering::SeqCst), 2);
         // The second list replaced the cache: c, deleted meanwhile, is gone with it.
         assert_eq!(names(informer, |_| true), ["a", "d"]);
-        let (_, g) = informer.select(|_| true);
+        let g = informer.generation();
         let t = std::time::Instant::now();
         informer.wait(g, Duration::from_millis(100));
         assert!(
