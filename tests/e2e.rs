@@ -172,6 +172,38 @@ fn join_onboards_only_the_limited_worker_with_a_token_for_that_run_only() {
 }
 
 #[test]
+fn site_joins_every_worker_with_fewer_forks_than_workers() {
+    // With --forks below the number of workers, some workers start a play only when others
+    // have finished it, while the run_once readiness check of the first ones waits for every
+    // node: every kubelet must have been started before that play begins.
+    let Some(lab) = Lab::cluster("forks", 3) else {
+        return;
+    };
+    let inv = lab.inventory().display().to_string();
+    let r = run(["apply", "-i", &inv, "--forks", "2", "-e", "join_timeout=30"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02", "worker-03"]);
+    let report = tempdir("forks").join("2.json");
+    let r = run([
+        "apply",
+        "-i",
+        &inv,
+        "--forks",
+        "2",
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        changed_tasks(&json(&report)),
+        Vec::<(String, String)>::new(),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn shipped_units_pass_systemd_analyze_verify() {
     let Some(lab) = Lab::cluster("verify", 1) else {
         return;

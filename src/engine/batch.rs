@@ -79,9 +79,12 @@ impl HostRunner<'_> {
     /// `max_fail_percentage` or `any_errors_fatal`, so a failure found later counts as it
     /// would have here), the next play is this host's, right after this one, with no blocks
     /// or includes (a rescue there must not catch this play's failure) and no task delegated
-    /// to this host (which would run before these changes). The next play flushes it before
-    /// its first task that runs something other than batched changes, at the latest at its
-    /// end; its results are reported under this play.
+    /// to this host (which would run before these changes), and every host of the next play
+    /// runs it at once (`--forks` at least its hosts): else a host could wait for a fork with
+    /// its changes held back while another host's task waits for what they do (the kubelets
+    /// they start, say). The next play flushes it before its first task that runs something
+    /// other than batched changes, at the latest at its end; its results are reported under
+    /// this play.
     pub(super) fn carry_or_flush(&self) -> Result<(), TaskStatus> {
         if !self.may_carry() {
             return self.flush();
@@ -130,6 +133,7 @@ impl HostRunner<'_> {
         plain(self.play())
             && plain(next)
             && run.play_hosts[pi + 1].iter().any(|h| h == self.host)
+            && run.play_hosts[pi + 1].len() <= run.opts.forks
             && next
                 .tasks
                 .iter()
