@@ -20,7 +20,8 @@ repo root:
     cargo build --release && python3 bench/fleet.py --hosts 50 200 500 --runs 5 --site 100
 
 (`--binary` when CARGO_TARGET_DIR is set; `--subnet-base B` puts the labs on 127.B.x.x,
-127.B+1.x.x, ...)
+127.B+1.x.x, ...). bootstrapctl runs with its default `--forks` (50) as a user runs it;
+`--forks n` gives it one per host instead, all at once, as Ansible and pyinfra get.
 
 Only 127.x loopback addresses are touched; every loop is bounded.
 """
@@ -69,6 +70,14 @@ def run(cmd, check=True, quiet=True, env=None):
     ran = Ran((elapsed, usage.ru_maxrss))
     ran.cpu = usage.ru_utime + usage.ru_stime
     return ran
+
+
+# bootstrapctl's --forks: None for its default (what a user runs), or "n" for one per host.
+FORKS = None
+
+
+def forks_args(hosts):
+    return ["--forks", str(hosts)] if FORKS == "n" else []
 
 
 class Lab:
@@ -123,7 +132,7 @@ class Lab:
 
     def apply(self, *extra, report=None):
         cmd = [self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
-               "--forks", str(self.n), *extra]
+               *forks_args(self.n), *extra]
         for k, v in EXTRA.items():
             cmd += ["-e", f"{k}={v}"]
         if report:
@@ -133,7 +142,7 @@ class Lab:
     def site(self, report):
         """The shipped site playbook as a user runs it: no variables given."""
         return run([self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
-                    "--forks", str(self.n + self.control_planes), "--output", "json", report])
+                    *forks_args(self.n + self.control_planes), "--output", "json", report])
 
 
 def pin_namespaces(hosts):
@@ -383,7 +392,12 @@ def main():
     ap.add_argument("--subnet-base", type=int, default=56,
                     help="lab subnets: --hosts labs on BASE+i, --site on BASE+8+i, --compare on "
                     "BASE+16+i (127.SUBNET.x.y; benchmarks that run at once need apart bases)")
+    ap.add_argument("--forks", choices=["default", "n"], default="default",
+                    help="bootstrapctl's --forks: its default (50, as a user runs it), or n: "
+                    "one per host, all at once (the peers get one per host either way)")
     a = ap.parse_args()
+    global FORKS
+    FORKS = None if a.forks == "default" else "n"
     lists = [a.hosts, a.site, a.compare or []]
     if any(len(l) > 8 for l in lists) or a.subnet_base + 24 > 256:
         sys.exit("at most 8 sizes per kind, and --subnet-base + 24 must stay within 127.x")
@@ -393,6 +407,7 @@ def main():
         sys.exit(f"{a.binary} missing: run `cargo build --release` first")
     print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds; "
           "load average %.1f %.1f %.1f" % os.getloadavg())
+    print("bootstrapctl --forks: " + ("its default" if FORKS is None else "one per host"))
     if a.hosts:
         print("cpu first / no-op: bootstrapctl's utime + stime per host, in ms")
         print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
