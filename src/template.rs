@@ -48,6 +48,9 @@ pub enum TemplateError {
 /// The template environment for one run.
 pub struct Templates {
     env: Environment<'static>,
+    /// The same environment with Ansible's chaining of undefined lookups, used only where
+    /// `env` failed on an undefined value: see [`Templates::again_chained`].
+    chained: Environment<'static>,
 }
 
 impl fmt::Debug for Templates {
@@ -60,86 +63,135 @@ impl Templates {
     /// `search_dirs`: where template files are looked up (the playbook's dir, then its
     /// `templates/` subdir), before the embedded defaults.
     pub fn new(search_dirs: Vec<PathBuf>) -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        // Ansible's Jinja defaults: a block tag's own line ending goes with it.
-        env.set_trim_blocks(true);
-        env.add_filter("b64encode", |s: String| {
-            base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-        });
-        env.add_filter(
-            "b64decode",
-            |s: String| -> Result<String, minijinja::Error> {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .map_err(|e| {
-                        minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
-                            .with_source(e)
-                    })?;
-                Ok(String::from_utf8_lossy(&bytes).into_owned())
-            },
-        );
-        env.add_filter("quote", |s: String| crate::shell::quote(&s));
-        env.add_filter("to_yaml", |v: Value| -> Result<String, minijinja::Error> {
-            serde_yaml::to_string(&v).map_err(|e| {
-                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
-            })
-        });
-        env.add_filter("bool", |v: Value| -> bool {
-            match v.as_str() {
-                Some(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1"),
-                None => v.is_true(),
-            }
-        });
-        env.add_filter("mandatory", |v: Value| -> Result<Value, minijinja::Error> {
-            if v.is_undefined() {
-                Err(minijinja::Error::new(
+        let env = environment(search_dirs.clone(), UndefinedBehavior::Strict);
+        let mut chained = environment(search_dirs, UndefinedBehavior::Chainable);
+        // Printing an undefined value still fails, as in Ansible.
+        chained.set_formatter(|out, state, value| {
+            if value.is_undefined() {
+                return Err(minijinja::Error::new(
                     ErrorKind::UndefinedError,
-                    "mandatory variable",
-                ))
-            } else {
-                Ok(v)
+                    "undefined value printed",
+                ));
             }
+            minijinja::escape_formatter(out, state, value)
         });
-        filters::add(&mut env);
-        env.add_function(
-            "kubernetes_profile",
-            |version: Option<String>| -> Result<Value, minijinja::Error> {
-                crate::k8s::versions::profile(version.as_deref().unwrap_or(""))
-                    .map(Value::from_serialize)
-                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
-            },
-        );
-        env.set_loader(move |name| {
-            for dir in &search_dirs {
-                let path = dir.join(name);
-                if path.is_file() {
-                    return std::fs::read_to_string(&path).map(Some).map_err(|e| {
-                        minijinja::Error::new(
-                            ErrorKind::InvalidOperation,
-                            format!("reading {}: {e}", path.display()),
-                        )
-                        .with_source(e)
-                    });
-                }
-            }
-            Ok(EMBEDDED_TEMPLATES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, src)| src.to_string()))
-        });
-        Self { env }
+        Self { env, chained }
     }
 
+    /// Ansible's undefined values are strict except that looking up an attribute or item of
+    /// one gives it again: `result.rc is defined` is false, and `cfg.port | default(6443)`
+    /// is 6443, when `result` or `cfg` is not defined at all, where minijinja's strict mode
+    /// fails. What fails on an undefined value in `env` is tried again in `chained`, which
+    /// allows such lookups; a result that is itself undefined, or printed (see `new`), still
+    /// fails with the first error. So nothing that works in `env` changes, and what fails in
+    /// both fails as before.
+    fn strict_then_chained<T>(
+        &self,
+        run: impl Fn(&Environment<'static>) -> Result<T, (ErrorKind, TemplateError)>,
+        usable: impl FnOnce(&T) -> bool,
+    ) -> Result<T, TemplateError> {
+        match run(&self.env) {
+            Ok(v) => Ok(v),
+            Err((ErrorKind::UndefinedError, first)) => match run(&self.chained) {
+                Ok(v) if usable(&v) => Ok(v),
+                _ => Err(first),
+            },
+            Err((_, e)) => Err(e),
+        }
+    }
+}
+
+/// A template environment with bootstrapctl's filters and template lookup in `search_dirs`.
+fn environment(search_dirs: Vec<PathBuf>, undefined: UndefinedBehavior) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(undefined);
+    env.set_keep_trailing_newline(true);
+    // Ansible's Jinja defaults: a block tag's own line ending goes with it.
+    env.set_trim_blocks(true);
+    env.add_filter("b64encode", |s: String| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    });
+    env.add_filter(
+        "b64decode",
+        |s: String| -> Result<String, minijinja::Error> {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|e| {
+                    minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
+                })?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        },
+    );
+    env.add_filter("quote", |s: String| crate::shell::quote(&s));
+    env.add_filter("to_yaml", |v: Value| -> Result<String, minijinja::Error> {
+        serde_yaml::to_string(&v).map_err(|e| {
+            minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()).with_source(e)
+        })
+    });
+    env.add_filter("bool", |v: Value| -> bool {
+        match v.as_str() {
+            Some(s) => matches!(s.to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1"),
+            None => v.is_true(),
+        }
+    });
+    env.add_filter("mandatory", |v: Value| -> Result<Value, minijinja::Error> {
+        if v.is_undefined() {
+            Err(minijinja::Error::new(
+                ErrorKind::UndefinedError,
+                "mandatory variable",
+            ))
+        } else {
+            Ok(v)
+        }
+    });
+    filters::add(&mut env);
+    env.add_function(
+        "kubernetes_profile",
+        |version: Option<String>| -> Result<Value, minijinja::Error> {
+            crate::k8s::versions::profile(version.as_deref().unwrap_or(""))
+                .map(Value::from_serialize)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+        },
+    );
+    env.set_loader(move |name| {
+        for dir in &search_dirs {
+            let path = dir.join(name);
+            if path.is_file() {
+                return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                    minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("reading {}: {e}", path.display()),
+                    )
+                    .with_source(e)
+                });
+            }
+        }
+        Ok(EMBEDDED_TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, src)| src.to_string()))
+    });
+    env
+}
+
+impl Templates {
     /// Render a template file looked up by name.
     pub fn render_file(&self, name: &str, ctx: &Value) -> Result<String, TemplateError> {
-        let tmpl = self.env.get_template(name).map_err(|e| match e.kind() {
-            ErrorKind::TemplateNotFound => TemplateError::NotFound(name.to_string()),
-            _ => convert(e, name, ctx, None),
-        })?;
-        tmpl.render(ctx)
-            .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
+        self.strict_then_chained(
+            |env| {
+                let tmpl = env.get_template(name).map_err(|e| match e.kind() {
+                    ErrorKind::TemplateNotFound => {
+                        (e.kind(), TemplateError::NotFound(name.to_string()))
+                    }
+                    _ => (e.kind(), convert(e, name, ctx, None)),
+                })?;
+                tmpl.render(ctx).map_err(|e| {
+                    let undeclared = tmpl.undeclared_variables(true);
+                    (e.kind(), convert(e, name, ctx, Some(undeclared)))
+                })
+            },
+            |_| true,
+        )
     }
 
     /// Render the template file at `path` (a role's `templates/`), named `name` in errors.
@@ -154,12 +206,7 @@ impl Templates {
             line: 0,
             message: e.to_string(),
         })?;
-        let tmpl = self
-            .env
-            .template_from_named_str(name, &src)
-            .map_err(|e| convert(e, name, ctx, None))?;
-        tmpl.render(ctx)
-            .map_err(|e| convert(e, name, ctx, Some(tmpl.undeclared_variables(true))))
+        self.strict_then_chained(|env| render_in(env, name, &src, ctx), |_| true)
     }
 
     /// Render an inline string (a module argument, a var); `what` names it in errors.
@@ -167,12 +214,7 @@ impl Templates {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        let tmpl = self
-            .env
-            .template_from_named_str(what, src)
-            .map_err(|e| convert(e, what, ctx, None))?;
-        tmpl.render(ctx)
-            .map_err(|e| convert(e, what, ctx, Some(tmpl.undeclared_variables(true))))
+        self.strict_then_chained(|env| render_in(env, what, src, ctx), |_| true)
     }
 
     /// Render an inline string keeping the value's type when it is a single expression
@@ -191,17 +233,21 @@ impl Templates {
 
     /// Evaluate an expression such as a `when:` condition.
     pub fn eval(&self, expr: &str, ctx: &Value, what: &str) -> Result<Value, TemplateError> {
-        let compiled = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| convert(e, what, ctx, None))?;
-        compiled.eval(ctx).map_err(|e| {
-            let undeclared = compiled
-                .undeclared_variables(true)
-                .into_iter()
-                .collect::<std::collections::HashSet<_>>();
-            convert(e, what, ctx, Some(undeclared))
-        })
+        self.strict_then_chained(
+            |env| {
+                let compiled = env
+                    .compile_expression(expr)
+                    .map_err(|e| (e.kind(), convert(e, what, ctx, None)))?;
+                compiled.eval(ctx).map_err(|e| {
+                    let undeclared = compiled
+                        .undeclared_variables(true)
+                        .into_iter()
+                        .collect::<std::collections::HashSet<_>>();
+                    (e.kind(), convert(e, what, ctx, Some(undeclared)))
+                })
+            },
+            |v| !v.is_undefined(),
+        )
     }
 
     pub fn eval_bool(&self, expr: &str, ctx: &Value, what: &str) -> Result<bool, TemplateError> {
@@ -212,6 +258,22 @@ impl Templates {
             .unwrap_or(expr);
         Ok(self.eval(expr, ctx, what)?.is_true())
     }
+}
+
+/// Compile `src` (named `name` in errors) in `env` and render it.
+fn render_in(
+    env: &Environment<'static>,
+    name: &str,
+    src: &str,
+    ctx: &Value,
+) -> Result<String, (ErrorKind, TemplateError)> {
+    let tmpl = env
+        .template_from_named_str(name, src)
+        .map_err(|e| (e.kind(), convert(e, name, ctx, None)))?;
+    tmpl.render(ctx).map_err(|e| {
+        let undeclared = tmpl.undeclared_variables(true);
+        (e.kind(), convert(e, name, ctx, Some(undeclared)))
+    })
 }
 
 pub fn is_template(s: &str) -> bool {
@@ -473,6 +535,37 @@ mod tests {
             err.to_string(),
             "undefined variable `cfg.sever` in args of task x line 1"
         );
+    }
+
+    #[test]
+    fn undefined_chains_are_undefined_but_still_fail_where_used() {
+        let t = Templates::new(vec![]);
+        let c = ctx();
+        assert!(!t.eval_bool("nope.x.y is defined", &c, "when").unwrap());
+        assert!(t
+            .eval_bool("nope['k'].z is not defined", &c, "when")
+            .unwrap());
+        assert_eq!(
+            t.render_str(
+                "{{ nope.x | default(cfg.server) }} {{ cfg.sever.port | default(1) }}",
+                &c,
+                "a"
+            )
+            .unwrap(),
+            "https://x 1"
+        );
+        // Printed, taken as a value or tested for truth, the chain fails as before.
+        for err in [
+            t.render_str("{{ nope.x }}", &c, "a").unwrap_err(),
+            t.eval_bool("nope.x", &c, "when").unwrap_err(),
+            t.render_value("{{ nope.x }}", &c, "loop").unwrap_err(),
+        ] {
+            assert!(
+                err.to_string()
+                    .starts_with("undefined variable `nope.x` in "),
+                "{err}"
+            );
+        }
     }
 
     #[test]

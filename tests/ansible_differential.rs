@@ -135,6 +135,21 @@ fn flush_handlers_runs_the_notified_handlers_there_as_ansible_does() {
     assert_eq!(want[1].1, "again\n");
 }
 
+#[test]
+fn undefined_chains_are_as_ansible_has_them() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let (theirs, ours) = run_both(&venv, "ansible-undefined-chains");
+    // Both made the same files, and no other (the skipped and the failed tasks wrote none).
+    assert_eq!(tree(&ours), tree(&theirs));
+    let names = ["defaults.txt", "registered.txt", "failed.txt"];
+    let want = state(&theirs, &names);
+    assert_eq!(want[0].1, "fallback 7\n");
+    assert_eq!(want[1].1, "none\n");
+    assert_eq!(want[2].1, "printed True, truth True\n");
+}
+
 /// Content, mode and owner of every path under `root`, sorted.
 fn tree(root: &Path) -> Vec<(String, String, u32, u32)> {
     use std::os::unix::fs::MetadataExt as _;
