@@ -20,8 +20,8 @@ repo root:
     cargo build --release && python3 bench/fleet.py --hosts 50 200 500 --runs 5 --site 100
 
 (`--binary` when CARGO_TARGET_DIR is set; `--subnet-base B` puts the labs on 127.B.x.x,
-127.B+1.x.x, ...). bootstrapctl runs with its default `--forks` (50) as a user runs it;
-`--forks n` gives it one per host instead, all at once, as Ansible and pyinfra get.
+127.B+1.x.x, ...). bootstrapctl gets one fork per host, all at once, as Ansible and pyinfra
+do; `--forks default` runs it with its default `--forks` (50) instead, as a user runs it.
 
 Only 127.x loopback addresses are touched; every loop is bounded.
 """
@@ -72,8 +72,8 @@ def run(cmd, check=True, quiet=True, env=None):
     return ran
 
 
-# bootstrapctl's --forks: None for its default (what a user runs), or "n" for one per host.
-FORKS = None
+# bootstrapctl's --forks: "n" for one per host (as the peers get), or None for its default.
+FORKS = "n"
 
 
 def forks_args(hosts):
@@ -392,9 +392,9 @@ def main():
     ap.add_argument("--subnet-base", type=int, default=56,
                     help="lab subnets: --hosts labs on BASE+i, --site on BASE+8+i, --compare on "
                     "BASE+16+i (127.SUBNET.x.y; benchmarks that run at once need apart bases)")
-    ap.add_argument("--forks", choices=["default", "n"], default="default",
-                    help="bootstrapctl's --forks: its default (50, as a user runs it), or n: "
-                    "one per host, all at once (the peers get one per host either way)")
+    ap.add_argument("--forks", choices=["n", "default"], default="n",
+                    help="bootstrapctl's --forks: n, one per host, all at once, as the peers "
+                    "get; or its default (50), as a user runs it")
     a = ap.parse_args()
     global FORKS
     FORKS = None if a.forks == "default" else "n"
