@@ -150,6 +150,18 @@ fn undefined_chains_are_as_ansible_has_them() {
     assert_eq!(want[2].1, "printed True, truth True\n");
 }
 
+#[test]
+fn free_form_scripts_keep_their_lines_as_ansible_joins_them() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let (theirs, ours) = run_both(&venv, "ansible-free-form");
+    assert_eq!(tree(&ours), tree(&theirs));
+    let want = state(&theirs, &["script.txt", "where.txt"]);
+    assert_eq!(want[0].1, "x1\ny1\nkeep three spaces\n");
+    assert_eq!(want[1].1, "sub\n  two  spaces\n");
+}
+
 /// Content, mode and owner of every path under `root`, sorted.
 fn tree(root: &Path) -> Vec<(String, String, u32, u32)> {
     use std::os::unix::fs::MetadataExt as _;

@@ -28,8 +28,19 @@ pub fn split_for(text: &str, module: &str) -> Result<serde_yaml::Mapping, String
 
 pub fn split(text: &str, free_form: bool) -> Result<serde_yaml::Mapping, String> {
     let mut map = serde_yaml::Mapping::new();
-    let mut rest: Vec<&str> = Vec::new();
-    for (word, raw) in words(text)? {
+    let words = words(text)?;
+    // The command is joined as Ansible's split_args and join_args join it, so that
+    // `shell: |` runs its script as written: each word keeps the whitespace after it, less
+    // the one space the join puts back (all of it when it holds a newline, and then the join
+    // adds none); an option word takes its own whitespace away with it.
+    let mut rest = String::new();
+    let mut newline_before = false;
+    for (i, (word, raw)) in words.iter().enumerate() {
+        let end = raw.as_ptr() as usize - text.as_ptr() as usize + raw.len();
+        let next = words.get(i + 1).map_or(text.len(), |(_, r)| {
+            r.as_ptr() as usize - text.as_ptr() as usize
+        });
+        let after = &text[end..next];
         let kv = word
             .split_once('=')
             .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
@@ -37,7 +48,18 @@ pub fn split(text: &str, free_form: bool) -> Result<serde_yaml::Mapping, String>
             Some((k, v)) if !free_form || FREE_FORM_OPTIONS.contains(&k) => {
                 map.insert(k.into(), scalar(v));
             }
-            _ if free_form => rest.push(raw),
+            _ if free_form => {
+                if !rest.is_empty() && !newline_before {
+                    rest.push(' ');
+                }
+                rest.push_str(raw);
+                newline_before = after.contains('\n');
+                if newline_before {
+                    rest.push_str(after);
+                } else if i + 1 < words.len() {
+                    rest.push_str(after.get(1..).unwrap_or_default());
+                }
+            }
             _ => {
                 return Err(format!(
                     "{word:?} is not key=value (give this module's arguments as key=value words or as a mapping)"
@@ -46,7 +68,7 @@ pub fn split(text: &str, free_form: bool) -> Result<serde_yaml::Mapping, String>
         }
     }
     if free_form && !rest.is_empty() {
-        map.insert("cmd".into(), rest.join(" ").into());
+        map.insert("cmd".into(), rest.into());
     }
     Ok(map)
 }
@@ -168,5 +190,20 @@ mod tests {
         assert_eq!(get(&m, "chdir"), "/tmp");
         let m = split("sysctl -w net.ipv4.ip_forward=1", true).unwrap();
         assert_eq!(get(&m, "cmd"), "sysctl -w net.ipv4.ip_forward=1");
+        // A script keeps its lines and spaces; an option word goes with the space before it.
+        let m = split(
+            "a=1\nfor i in x y; do\n  echo \"$i$a\"   end\ndone chdir=/tmp\necho b\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            get(&m, "cmd"),
+            "a=1\nfor i in x y; do\n  echo \"$i$a\"   end\ndone echo b\n"
+        );
+        assert_eq!(get(&m, "chdir"), "/tmp");
+        let m = split("creates=/x ls  -l chdir=/d  /etc", true).unwrap();
+        assert_eq!(get(&m, "cmd"), "ls  -l /etc");
+        let m = split("echo x\nchdir=/tmp\necho y\n", true).unwrap();
+        assert_eq!(get(&m, "cmd"), "echo x\necho y\n");
     }
 }
