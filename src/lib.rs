@@ -29,6 +29,7 @@ mod flags;
 mod hoststate;
 mod inventory;
 mod k8s;
+pub mod malloc_tunables;
 mod modules;
 mod pki;
 mod plan;
@@ -80,6 +81,17 @@ pub fn run(args: Vec<String>) -> i32 {
             };
         }
     };
+    // The commands that run a thread per host; still one thread here.
+    if matches!(
+        cli.command,
+        Command::Apply(_)
+            | Command::Plan(_)
+            | Command::Join { .. }
+            | Command::Reset { .. }
+            | Command::Preflight { .. }
+    ) {
+        malloc_tunables::exec_with_tcache_off();
+    }
     let result = match cli.command {
         Command::Apply(a) => commands::apply::run(a, false),
         Command::Plan(a) => commands::apply::run(a, true),

@@ -347,3 +347,26 @@ fn a_batch_stays_in_its_play_before_a_play_that_could_rescue_it() {
     assert!(!d.join("three").exists() && !d.join("rescued").exists());
     assert!(!r.stdout.contains("(play ["), "{}", r.stdout);
 }
+
+#[test]
+fn the_run_has_glibcs_thread_cache_off_and_what_it_starts_the_users_environment() {
+    // The tunable is in the environment the running bootstrapctl started with (found from
+    // the nearest bootstrapctl above the command's shell), and not in the command's.
+    let (d, inv, pb) = setup(
+        "tunables",
+        1,
+        r#"- hosts: nodes
+  gather_facts: false
+  tasks:
+    - shell: |
+        p=$$
+        while [ "$p" -gt 1 ] && [ "$(cat /proc/$p/comm)" != bootstrapctl ]; do p=$(cut -d' ' -f4 /proc/$p/stat); done
+        tr '\0' '\n' < /proc/$p/environ | grep -c '^GLIBC_TUNABLES=glibc.malloc.tcache_count=0$' > DIR/out
+        echo "command: ${GLIBC_TUNABLES-unset} ${BOOTSTRAPCTL_GLIBC_TUNABLES_WAS-unset}" >> DIR/out
+"#,
+    );
+    let r = run(["apply", "-i", &inv, &pb]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let out = std::fs::read_to_string(d.join("out")).unwrap();
+    assert_eq!(out, "1\ncommand: unset unset\n");
+}
