@@ -405,6 +405,11 @@ def main():
         sys.exit("run as root: the lab starts sshd in namespaces")
     if not os.path.exists(a.binary):
         sys.exit(f"{a.binary} missing: run `cargo build --release` first")
+    if not os.path.exists(os.path.join(os.path.dirname(a.binary), "bootstrapctl-standin")):
+        # The lab then runs the full binary as each host's systemctl, sysctl and modprobe:
+        # the hosts' processes cost more, and the first-apply figures with them.
+        print("warning: no bootstrapctl-standin beside the binary: the hosts run the full "
+              "binary as their stand-ins", file=sys.stderr)
     print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds; "
           "load average %.1f %.1f %.1f" % os.getloadavg())
     print("bootstrapctl --forks: " + ("its default" if FORKS is None else "one per host"))
