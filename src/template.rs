@@ -49,7 +49,7 @@ pub enum TemplateError {
 pub struct Templates {
     env: Environment<'static>,
     /// The same environment with Ansible's chaining of undefined lookups, used only where
-    /// `env` failed on an undefined value: see [`Templates::again_chained`].
+    /// `env` failed on an undefined value: see [`Templates::strict_then_chained`].
     chained: Environment<'static>,
 }
 
@@ -185,10 +185,7 @@ impl Templates {
                     }
                     _ => (e.kind(), convert(e, name, ctx, None)),
                 })?;
-                tmpl.render(ctx).map_err(|e| {
-                    let undeclared = tmpl.undeclared_variables(true);
-                    (e.kind(), convert(e, name, ctx, Some(undeclared)))
-                })
+                render(&tmpl, name, ctx)
             },
             |_| true,
         )
@@ -270,6 +267,15 @@ fn render_in(
     let tmpl = env
         .template_from_named_str(name, src)
         .map_err(|e| (e.kind(), convert(e, name, ctx, None)))?;
+    render(&tmpl, name, ctx)
+}
+
+/// Render a compiled template; an error names the variable that was undefined.
+fn render(
+    tmpl: &minijinja::Template<'_, '_>,
+    name: &str,
+    ctx: &Value,
+) -> Result<String, (ErrorKind, TemplateError)> {
     tmpl.render(ctx).map_err(|e| {
         let undeclared = tmpl.undeclared_variables(true);
         (e.kind(), convert(e, name, ctx, Some(undeclared)))

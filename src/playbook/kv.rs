@@ -35,12 +35,10 @@ pub fn split(text: &str, free_form: bool) -> Result<serde_yaml::Mapping, String>
     // adds none); an option word takes its own whitespace away with it.
     let mut rest = String::new();
     let mut newline_before = false;
-    for (i, (word, raw)) in words.iter().enumerate() {
-        let end = raw.as_ptr() as usize - text.as_ptr() as usize + raw.len();
-        let next = words.get(i + 1).map_or(text.len(), |(_, r)| {
-            r.as_ptr() as usize - text.as_ptr() as usize
-        });
-        let after = &text[end..next];
+    for (i, (word, at)) in words.iter().enumerate() {
+        let raw = &text[at.clone()];
+        let next = words.get(i + 1).map_or(text.len(), |(_, r)| r.start);
+        let after = &text[at.end..next];
         let kv = word
             .split_once('=')
             .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
@@ -84,9 +82,10 @@ fn scalar(v: &str) -> serde_yaml::Value {
     }
 }
 
-/// Words split on unquoted whitespace; a word's quotes are removed (the unquoted text) but
-/// kept in its raw form, so a command keeps its quoting. Jinja `{{ }}` never splits.
-fn words(text: &str) -> Result<Vec<(String, &str)>, String> {
+/// Words split on unquoted whitespace; a word's quotes are removed (the unquoted text), and
+/// where it stands in `text` is kept, so a command keeps its quoting and its whitespace.
+/// Jinja `{{ }}` never splits.
+fn words(text: &str) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -143,7 +142,7 @@ fn words(text: &str) -> Result<Vec<(String, &str)>, String> {
         if quote.is_some() {
             return Err(format!("unbalanced quote in {text:?}"));
         }
-        out.push((word, &text[start..i]));
+        out.push((word, start..i));
     }
     Ok(out)
 }
@@ -190,7 +189,8 @@ mod tests {
         assert_eq!(get(&m, "chdir"), "/tmp");
         let m = split("sysctl -w net.ipv4.ip_forward=1", true).unwrap();
         assert_eq!(get(&m, "cmd"), "sysctl -w net.ipv4.ip_forward=1");
-        // A script keeps its lines and spaces; an option word goes with the space before it.
+        // A script keeps its lines and spaces; an option word goes with the whitespace after
+        // it, a newline included.
         let m = split(
             "a=1\nfor i in x y; do\n  echo \"$i$a\"   end\ndone chdir=/tmp\necho b\n",
             true,
