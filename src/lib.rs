@@ -29,7 +29,7 @@ mod flags;
 mod hoststate;
 mod inventory;
 mod k8s;
-pub mod malloc_tunables;
+mod malloc_tunables;
 mod modules;
 mod pki;
 mod plan;

@@ -32,10 +32,13 @@ pub fn exec_with_tcache_off() {
             }
             return;
         }
-        let was = std::env::var(TUNABLES).unwrap_or_default();
-        if was.contains("glibc.malloc.tcache_count") {
-            return;
-        }
+        let was = match std::env::var(TUNABLES) {
+            Ok(v) if v.contains("glibc.malloc.tcache_count") => return,
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => String::new(),
+            // Not text: neither added to nor put back, so left as it is.
+            Err(std::env::VarError::NotUnicode(_)) => return,
+        };
         let tunables = if was.is_empty() {
             TCACHE_OFF.to_string()
         } else {
