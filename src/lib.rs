@@ -39,6 +39,7 @@ mod report;
 mod secret;
 mod shell;
 mod template;
+mod thread_stack;
 pub mod transport;
 mod vars;
 pub mod vault;

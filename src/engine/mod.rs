@@ -536,6 +536,8 @@ async fn run_plays(cx: Arc<RunCx>) {
                         }
                         .run();
                         cx.reporter.host_done(&h);
+                        // The thread now idles in the pool until the run ends.
+                        crate::thread_stack::release_unused();
                         out
                     })
                     .await

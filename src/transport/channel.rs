@@ -109,6 +109,7 @@ impl SshTransport {
         timeout: Duration,
         progress: &mut dyn FnMut(u64),
     ) -> Result<ExecOutput, TransportError> {
+        crate::thread_stack::release_unused();
         let start = Instant::now();
         let deadline = start
             .checked_add(timeout)
