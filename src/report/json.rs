@@ -10,11 +10,11 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use serde::ser::{Error as _, SerializeStruct as _};
+use serde::ser::{Error as _, SerializeSeq as _, SerializeStruct as _};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::engine::result::RunOutcome;
+use crate::engine::result::{RunOutcome, TaskResult};
 use crate::secret::{Redactor, REDACTED};
 
 pub fn write(outcome: &RunOutcome, path: &Path, redactor: &Redactor) -> std::io::Result<()> {
@@ -48,7 +48,7 @@ impl Serialize for Report<'_> {
         let o = self.outcome;
         let r = self.redactor;
         let results = Results {
-            outcome: o,
+            results: &o.results,
             redactor: r,
         };
         let mut st = s.serialize_struct("RunOutcome", 5)?;
@@ -64,33 +64,24 @@ impl Serialize for Report<'_> {
     }
 }
 
+/// The task results, each made JSON, its secret diffs hidden and its strings redacted just
+/// before it is written, and dropped before the next.
 struct Results<'a> {
-    outcome: &'a RunOutcome,
+    results: &'a [TaskResult],
     redactor: &'a Redactor,
 }
 
 impl Serialize for Results<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut failed = None;
-        let items = self
-            .outcome
-            .results
-            .iter()
-            .map_while(|t| match redacted(t, self.redactor) {
-                Ok(mut v) => {
-                    hide_secret_diffs(&mut v);
-                    Some(v)
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            });
-        let done = s.collect_seq(items);
-        match failed {
-            Some(e) => Err(S::Error::custom(e)),
-            None => done,
+        let mut seq = s.serialize_seq(Some(self.results.len()))?;
+        for t in self.results {
+            let mut v = serde_json::to_value(t).map_err(S::Error::custom)?;
+            // Hidden first: the content they replace need not be redacted.
+            hide_secret_diffs(&mut v);
+            redact_strings(&mut v, self.redactor);
+            seq.serialize_element(&v)?;
         }
+        seq.end()
     }
 }
 
@@ -132,7 +123,7 @@ fn hide_secret_diffs(result: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::result::{TaskResult, TaskStatus};
+    use crate::engine::result::TaskStatus;
     use crate::plan::DiffItem;
     use std::time::Duration;
 
