@@ -72,7 +72,7 @@ def run(cmd, check=True, quiet=True, env=None):
     return ran
 
 
-# bootstrapctl's --forks: "n" for one per host (as the peers get), or None for its default.
+# bootstrapctl's --forks: "n" for one per host (as the peers get), or "default" for its own.
 FORKS = "n"
 
 
@@ -397,7 +397,7 @@ def main():
                     "get; or its default (50), as a user runs it")
     a = ap.parse_args()
     global FORKS
-    FORKS = None if a.forks == "default" else "n"
+    FORKS = a.forks
     lists = [a.hosts, a.site, a.compare or []]
     if any(len(l) > 8 for l in lists) or a.subnet_base + 24 > 256:
         sys.exit("at most 8 sizes per kind, and --subnet-base + 24 must stay within 127.x")
@@ -412,7 +412,7 @@ def main():
               "binary as their stand-ins", file=sys.stderr)
     print(f"machine: {os.cpu_count()} cores; runs per figure: {a.runs}; medians in seconds; "
           "load average %.1f %.1f %.1f" % os.getloadavg())
-    print("bootstrapctl --forks: " + ("its default" if FORKS is None else "one per host"))
+    print("bootstrapctl --forks: " + ("one per host" if FORKS == "n" else "its default"))
     if a.hosts:
         print("cpu first / no-op: bootstrapctl's utime + stime per host, in ms")
         print(f"{'N':>5} {'floor':>7} {'no-op':>7} {'ratio':>6} {'check':>7} {'ratio':>6} "
