@@ -28,6 +28,7 @@ mod serving_certs;
 mod ssh_laptop;
 mod stale_temps;
 mod token_cli;
+mod trace;
 mod transport_auth;
 mod transport_jump;
 mod transport_ssh;

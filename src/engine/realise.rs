@@ -89,25 +89,33 @@ impl HostRunner<'_> {
             Ok(t) => t,
             Err(e) => return Step::new(TaskStatus::Unreachable, e),
         };
-        for op in ops.iter().filter(|_| !task.no_log) {
-            if let Op::Exec { command, chdir } = op {
-                self.run.trace(
-                    target.name,
-                    "command",
-                    &executor::exec_script(command, chdir),
-                );
-            } else if let Op::Artifact(a) = op {
-                self.run.trace(
-                    target.name,
-                    "install",
-                    &crate::artifact::script::install_script(a),
-                );
-            } else {
-                self.run.trace(
-                    target.name,
-                    "apply",
-                    &executor::ops_script(std::slice::from_ref(op)),
-                );
+        // What is sent, in the order apply_reporting sends it: one script for every op but
+        // installs and commands, then each install, then each command.
+        if !task.no_log {
+            if ops
+                .iter()
+                .any(|o| !matches!(o, Op::Exec { .. } | Op::Artifact(_)))
+            {
+                self.run
+                    .trace(target.name, "apply", &executor::ops_script(&ops));
+            }
+            for op in &ops {
+                if let Op::Artifact(a) = op {
+                    self.run.trace(
+                        target.name,
+                        "install",
+                        &crate::artifact::script::install_script(a),
+                    );
+                }
+            }
+            for op in &ops {
+                if let Op::Exec { command, chdir } = op {
+                    self.run.trace(
+                        target.name,
+                        "command",
+                        &executor::exec_script(command, chdir),
+                    );
+                }
             }
         }
         let timeout = self.run.opts.command_timeout;
