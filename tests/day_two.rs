@@ -36,6 +36,27 @@ fn changed_hosts(report: &std::path::Path) -> Vec<String> {
     hosts.into_iter().collect()
 }
 
+const CERT_WAIT: &str = "the kubelet of a rejoining worker holds its new client certificate";
+
+/// (host, status) of every result of `task` in the report, by host.
+fn statuses(report: &std::path::Path, task: &str) -> Vec<(String, String)> {
+    let r = json(report);
+    let mut out: Vec<(String, String)> = r["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|t| t["task"] == task)
+        .map(|t| {
+            (
+                t["host"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn recap_changed(report: &std::path::Path) -> Vec<(String, u64)> {
     let r = json(report);
     let mut out: Vec<(String, u64)> = r["recap"]
@@ -125,6 +146,16 @@ fn joined_workers_are_left_alone_and_tokens_live_only_for_a_join() {
         ]
     );
 
+    // Fresh workers were not registered: the wait for Ready covered them, and none looked
+    // for its client certificate.
+    assert_eq!(
+        statuses(&first, CERT_WAIT),
+        [
+            ("worker-01".to_string(), "skipped".to_string()),
+            ("worker-02".to_string(), "skipped".to_string())
+        ]
+    );
+
     // Again: nothing changes anywhere.
     let second = out.join("second.json");
     let r = apply(&lab, &second, &[]);
@@ -192,6 +223,15 @@ fn joined_workers_are_left_alone_and_tokens_live_only_for_a_join() {
         "{w2:?}"
     );
     assert_eq!(lab.tree_hash("worker-01"), w1_before);
+    // Its Node was registered (and may have looked Ready from before): its join waited for
+    // the kubelet's new client certificate.
+    assert_eq!(
+        statuses(&fifth, CERT_WAIT),
+        [
+            ("worker-01".to_string(), "skipped".to_string()),
+            ("worker-02".to_string(), "ok".to_string())
+        ]
+    );
     assert_eq!(lab.ready_nodes(), ["worker-01", "worker-02"]);
     assert!(token_secrets(&lab).is_empty());
     lab.ssh(
