@@ -78,6 +78,8 @@ enum Now {
     Nodes {
         list: ListRef,
         nodes: Vec<String>,
+        /// The command that prints every node's `states` line, once the wait is over.
+        states: String,
     },
     /// One node judged from states registered by `nodes_ready`.
     States {
@@ -87,8 +89,15 @@ enum Now {
     },
 }
 
-/// kubectl's jsonpath for one line per node: name, Ready status, `reason: message`.
-const NODE_LINES: &str = "{range .items[*]}{.metadata.name}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].reason}{\": \"}{.status.conditions[?(@.type==\"Ready\")].message}{\"\\n\"}{end}";
+/// kubectl's jsonpath for the line of one node: name, Ready status, `reason: message`.
+macro_rules! node_line {
+    () => {
+        "{.metadata.name}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\t\"}{.status.conditions[?(@.type==\"Ready\")].reason}{\": \"}{.status.conditions[?(@.type==\"Ready\")].message}{\"\\n\"}"
+    };
+}
+
+/// One line per node of a list, as `node_line!` prints a node.
+const NODE_LINES: &str = concat!("{range .items[*]}", node_line!(), "{end}");
 
 /// A node as a `states` line says: absent, or registered with its Ready status and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -235,12 +244,40 @@ impl Args {
                     ModuleError::Invalid("`nodes` is required for this condition".into())
                 })?;
                 let list = k.list("node", None, None);
-                // One awk per poll for every node (node names never hold a space): a
-                // process per node would cost hundreds of execs a poll on a large fleet.
+                // One watch instead of a list per poll: kubectl lists every node once, then
+                // prints a node's line as it changes, and the shell counts the named nodes
+                // that are Ready; once all are, it stops kubectl, by the pid its shell printed
+                // before becoming kubectl. A poll would list the whole fleet every quarter
+                // second while it joins, its cost growing with the fleet times the wait.
+                // The shell reads the watch as it comes (awk would wait for a block of it),
+                // split at blanks: in a watch kubectl's tab writer pads the columns with
+                // spaces (a list keeps the tabs).
+                // The watch ends at the wait's end (`--request-timeout`); one that failed or
+                // ended early is started again by the loop around this check, as a failed
+                // poll was. Node names hold no space, tab or glob character.
+                let mut want: Vec<&str> = nodes.iter().map(String::as_str).collect();
+                want.sort_unstable();
+                want.dedup();
+                let watch = format!(
+                    "echo \"$$\"; exec {} 2>/dev/null",
+                    k.raw(&format!(
+                        "get nodes --watch --request-timeout=\"$1\"s -o {}",
+                        sh_quote(concat!("jsonpath=", node_line!()))
+                    ))
+                );
                 let check = format!(
-                    "bsctl_n=$({} 2>/dev/null); printf '%s\\n' \"$bsctl_n\" | awk -F '\\t' -v want={} 'BEGIN {{ n = split(want, w, \" \") }} $2 == \"True\" {{ ready[$1] = 1 }} END {{ if (n == 0) exit 1; for (i = 1; i <= n; i++) if (!(w[i] in ready)) exit 1 }}'",
-                    k.raw(&format!("get nodes -o {}", sh_quote(&format!("jsonpath={NODE_LINES}")))),
-                    sh_quote(&nodes.join(" "))
+                    "{{ bsctl_r=$(( ${{bsctl_end:-0}} - $(date +%s) )); [ \"$bsctl_r\" -gt 0 ] || bsctl_r=1; \
+sh -c {watch} sh \"$bsctl_r\" | {{ read -r bsctl_pid; bsctl_c=0; bsctl_rd=' '; \
+while read -r bsctl_nm bsctl_st _; do \
+case {want} in *\" $bsctl_nm \"*) ;; *) continue ;; esac; \
+case $bsctl_rd in *\" $bsctl_nm \"*) bsctl_was=1 ;; *) bsctl_was= ;; esac; \
+if [ \"$bsctl_st\" = True ]; then [ -n \"$bsctl_was\" ] || {{ bsctl_rd=\"$bsctl_rd$bsctl_nm \"; bsctl_c=$((bsctl_c + 1)); }}; \
+elif [ -n \"$bsctl_was\" ]; then bsctl_rd=\"${{bsctl_rd%%\" $bsctl_nm \"*}} ${{bsctl_rd#*\" $bsctl_nm \"}}\"; bsctl_c=$((bsctl_c - 1)); fi; \
+if [ {n} -gt 0 ] && [ \"$bsctl_c\" -ge {n} ]; then kill \"$bsctl_pid\" 2>/dev/null; exit 0; fi; \
+done; exit 1; }}; }}",
+                    watch = sh_quote(&watch),
+                    want = sh_quote(&format!(" {} ", want.join(" "))),
+                    n = want.len(),
                 );
                 (
                     check,
@@ -249,7 +286,14 @@ impl Args {
                         nodes.len(),
                         if nodes.len() == 1 { "" } else { "s" }
                     ),
-                    Now::Nodes { list, nodes },
+                    Now::Nodes {
+                        list,
+                        nodes,
+                        states: k.raw(&format!(
+                            "get nodes -o {}",
+                            sh_quote(&format!("jsonpath={NODE_LINES}"))
+                        )),
+                    },
                 )
             }
             Condition::ClusterInfoSigned => {
@@ -361,13 +405,14 @@ impl Module for KubeWait {
                 reason: format!("done waiting for {}", self.what),
             });
         }
-        if let Now::Nodes { .. } = &self.now {
-            // One list per poll for every node; the wait ends when all are Ready or at the
-            // timeout, and prints the last states: each node's own task judges them.
+        if let Now::Nodes { states, .. } = &self.now {
+            // The wait ends when all are Ready or at the timeout, then prints every node's
+            // state from one list: each node's own task judges them.
             let command = format!(
-                "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then break; fi\n  {POLL_SLEEP}\ndone\nprintf '%s\\n' \"$bsctl_n\"",
+                "bsctl_end=$(( $(date +%s) + {t} ))\nuntil {check}; do\n  if [ \"$(date +%s)\" -ge \"$bsctl_end\" ]; then break; fi\n  {POLL_SLEEP}\ndone\nbsctl_n=$({list} 2>/dev/null) || :\nprintf '%s\\n' \"$bsctl_n\"",
                 check = self.check,
                 t = self.timeout,
+                list = states,
             );
             return Ok(Planned::Change {
                 ops: vec![Op::Exec {
@@ -446,44 +491,150 @@ mod tests {
         crate::modules::resolve_in_test(minijinja::context! {}, |cx| args.resolve(cx))
     }
 
-    /// The nodes_ready check as the host runs it: real sh and awk, with a kubectl on PATH
-    /// that prints the node lines given.
-    fn nodes_ready_holds(nodes: &str, lines: &str) -> bool {
-        let m = resolved(&format!("{{for: nodes_ready, nodes: {nodes}}}"));
+    /// What `script` (using the nodes_ready module `m`) did as the host runs it: real sh,
+    /// under `timeout` so that a watch left running fails the test instead of hanging it,
+    /// with a kubectl on PATH that runs `watch` when asked for a watch and `list` otherwise.
+    struct Ran {
+        stdout: String,
+        /// The arguments of each kubectl call, one line each.
+        calls: String,
+    }
+
+    fn run_with_kubectl(script: &str, watch: &str, list: &str) -> Ran {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "bsctl-kube-wait-{}-{}",
             std::process::id(),
-            lines.len()
+            N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let kubectl = dir.join("kubectl");
-        std::fs::write(&kubectl, format!("#!/bin/sh\nprintf '{lines}'\n")).unwrap();
+        let calls = dir.join("calls");
+        std::fs::write(
+            &kubectl,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\ncase \"$*\" in *--watch*) {watch} ;; *) {list} ;; esac\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
         std::fs::set_permissions(
             &kubectl,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
         let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-        let ok = std::process::Command::new("sh")
-            .args(["-c", &m.check])
+        let out = std::process::Command::new("timeout")
+            .args(["20", "sh", "-c", script])
             .env("PATH", path)
-            .status()
-            .unwrap()
-            .success();
+            .output()
+            .unwrap();
+        let ran = Ran {
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            calls: std::fs::read_to_string(&calls).unwrap_or_default(),
+        };
         std::fs::remove_dir_all(&dir).unwrap();
-        ok
+        assert_ne!(out.status.code(), Some(124), "timed out: {}", ran.calls);
+        ran
+    }
+
+    /// Whether the nodes_ready check holds with a watch that prints `lines` (printf format)
+    /// and then runs `after`.
+    fn nodes_ready_holds_then(nodes: &str, lines: &str, after: &str) -> (bool, String) {
+        let m = resolved(&format!("{{for: nodes_ready, nodes: {nodes}}}"));
+        let script = format!(
+            "bsctl_end=$(( $(date +%s) + 60 ))\nif {}; then echo HOLDS; fi",
+            m.check
+        );
+        let r = run_with_kubectl(&script, &format!("printf '{lines}'; {after}"), "exit 1");
+        (r.stdout == "HOLDS\n", r.calls)
+    }
+
+    fn nodes_ready_holds(nodes: &str, lines: &str) -> bool {
+        nodes_ready_holds_then(nodes, lines, ":").0
     }
 
     #[test]
     fn the_nodes_ready_check_holds_only_when_every_named_node_is_ready() {
-        let ready = "w-1\\tTrue\\tKubeletReady: ok\\nw-2\\tTrue\\tKubeletReady: ok\\ncp-1\\tFalse\\tx: y\\n";
+        // As kubectl prints a watch: its tab writer pads the columns with spaces.
+        let ready = "w-1   True    KubeletReady: ok\\nw-2   True    KubeletReady: ok\\ncp-1  False   x: y\\n";
         assert!(nodes_ready_holds("[w-1, w-2]", ready));
+        // Tabs split the same.
+        assert!(nodes_ready_holds(
+            "[w-1]",
+            "w-1\\tTrue\\tKubeletReady: ok\\n"
+        ));
+        assert!(!nodes_ready_holds("[w-1]", "w-1\\tFalse\\tx: y\\n"));
         assert!(nodes_ready_holds("[w-2]", ready));
+        assert!(nodes_ready_holds("[w-2, w-2]", ready));
         assert!(!nodes_ready_holds("[w-1, cp-1]", ready));
         assert!(!nodes_ready_holds("[w-1, w-3]", ready));
         // A name is matched whole, not as a prefix of another node's.
         assert!(!nodes_ready_holds("[w-]", ready));
         assert!(!nodes_ready_holds("[w-1]", ""));
+        // A node that turns Ready counts; one that turns NotReady again no longer does.
+        assert!(nodes_ready_holds(
+            "[w-1]",
+            "w-1\\tFalse\\tx: y\\nw-1\\tTrue\\tKubeletReady: ok\\n"
+        ));
+        assert!(!nodes_ready_holds(
+            "[w-1, w-2]",
+            "w-1\\tTrue\\tok\\nw-1\\tFalse\\tx: y\\nw-2\\tTrue\\tok\\n"
+        ));
+    }
+
+    #[test]
+    fn the_nodes_ready_watch_is_stopped_once_every_node_is_ready() {
+        // A watch goes on after the last node is Ready: the check stops it (else `timeout`
+        // would end the run and fail the test).
+        let (holds, calls) = nodes_ready_holds_then(
+            "[w-1, w-2]",
+            "w-1   False   NotReady: no\\nw-2   True    ok\\nw-1   True    ok\\n",
+            "exec sleep 60",
+        );
+        assert!(holds);
+        // One watch, bounded by what is left of the wait.
+        let secs: u64 = calls
+            .split("get nodes --watch --request-timeout=")
+            .nth(1)
+            .and_then(|rest| rest.split('s').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{calls}"));
+        assert!((1..=61).contains(&secs), "{calls}");
+        assert_eq!(calls.lines().count(), 1, "{calls}");
+    }
+
+    #[test]
+    fn the_nodes_ready_wait_prints_every_node_from_one_list_once_over() {
+        let m = resolved("{for: nodes_ready, nodes: [w-1, w-2], timeout: 30}");
+        let [Read::Kube(KubeRead::List(list))] = &m.reads()[..] else {
+            panic!("{:?}", m.reads())
+        };
+        let mut view = HostView::new();
+        view.set_kube_list(list, Ok(Vec::new()));
+        let Planned::Change { ops, .. } = m.plan(&view).unwrap() else {
+            panic!("no node is Ready: a wait")
+        };
+        let [Op::Exec { command, .. }] = &ops[..] else {
+            panic!("{ops:?}")
+        };
+        let r = run_with_kubectl(
+            command,
+            "printf 'w-1\\tTrue\\tok\\nw-2\\tTrue\\tok\\n'; exec sleep 60",
+            "printf 'w-1\\tTrue\\tKubeletReady: ok\\nw-2\\tTrue\\tKubeletReady: ok\\n'",
+        );
+        assert_eq!(
+            r.stdout, "w-1\tTrue\tKubeletReady: ok\nw-2\tTrue\tKubeletReady: ok\n",
+            "{}",
+            r.calls
+        );
+        assert_eq!(
+            r.calls.lines().count(),
+            2,
+            "a watch, then one list: {}",
+            r.calls
+        );
     }
 
     #[test]
