@@ -306,12 +306,21 @@ pub fn apply(
     timeout: Duration,
 ) -> Result<ExecOutput, TransportError> {
     let slots = crate::artifact::upload::UploadSlots::new(1);
-    apply_reporting(t, ops, become_, timeout, &slots, &mut |_, _, _| {})
+    apply_reporting(
+        t,
+        ops,
+        become_,
+        timeout,
+        &slots,
+        &mut |_, _, _| {},
+        &mut |_, _| {},
+    )
 }
 
 /// `apply`, with artifact installs after the script (uploads bounded by `slots`) and each
-/// upload's progress given to `progress(name, sent, total)`. An artifact's output (its
-/// `@@ bytes N` line) is the one returned when it is the last op run.
+/// upload's progress given to `progress(name, sent, total)`. Each script is given to
+/// `trace(what, script)` (`apply`, `install` or `command`) right before it is sent. An
+/// artifact's output (its `@@ bytes N` line) is the one returned when it is the last op run.
 pub fn apply_reporting(
     t: &mut dyn Transport,
     ops: &[Op],
@@ -319,19 +328,23 @@ pub fn apply_reporting(
     timeout: Duration,
     slots: &crate::artifact::upload::UploadSlots,
     progress: &mut dyn FnMut(&str, u64, u64),
+    trace: &mut dyn FnMut(&str, &str),
 ) -> Result<ExecOutput, TransportError> {
     let mut last = ExecOutput::default();
     if ops
         .iter()
         .any(|o| !matches!(o, Op::Exec { .. } | Op::Artifact(_)))
     {
-        last = run_script(t, &ops_script(ops), become_, timeout)?;
+        let script = ops_script(ops);
+        trace("apply", &script);
+        last = run_script(t, &script, become_, timeout)?;
         if !last.success() {
             return Ok(last);
         }
     }
     for op in ops {
         if let Op::Artifact(a) = op {
+            trace("install", &crate::artifact::script::install_script(a));
             last = crate::artifact::upload::install(t, a, become_, timeout, slots, &mut |s, n| {
                 progress(&a.name, s, n)
             })?;
@@ -342,7 +355,9 @@ pub fn apply_reporting(
     }
     for op in ops {
         if let Op::Exec { command, chdir } = op {
-            last = run_script(t, &exec_script(command, chdir), become_, timeout)?;
+            let script = exec_script(command, chdir);
+            trace("command", &script);
+            last = run_script(t, &script, become_, timeout)?;
             if !last.success() {
                 return Ok(last);
             }

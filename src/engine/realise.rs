@@ -89,35 +89,6 @@ impl HostRunner<'_> {
             Ok(t) => t,
             Err(e) => return Step::new(TaskStatus::Unreachable, e),
         };
-        // What is sent, in the order apply_reporting sends it: one script for every op but
-        // installs and commands, then each install, then each command.
-        if !task.no_log {
-            if ops
-                .iter()
-                .any(|o| !matches!(o, Op::Exec { .. } | Op::Artifact(_)))
-            {
-                self.run
-                    .trace(target.name, "apply", &executor::ops_script(&ops));
-            }
-            for op in &ops {
-                if let Op::Artifact(a) = op {
-                    self.run.trace(
-                        target.name,
-                        "install",
-                        &crate::artifact::script::install_script(a),
-                    );
-                }
-            }
-            for op in &ops {
-                if let Op::Exec { command, chdir } = op {
-                    self.run.trace(
-                        target.name,
-                        "command",
-                        &executor::exec_script(command, chdir),
-                    );
-                }
-            }
-        }
         let timeout = self.run.opts.command_timeout;
         let reporter = &self.run.reporter;
         let out = match executor::apply_reporting(
@@ -127,6 +98,11 @@ impl HostRunner<'_> {
             timeout,
             &self.run.uploads,
             &mut |what, sent, total| reporter.transfer(target.name, what, sent, total),
+            &mut |what, script| {
+                if !task.no_log {
+                    self.run.trace(target.name, what, script)
+                }
+            },
         ) {
             Ok(o) => o,
             Err(e) if e.is_unreachable() => {
