@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{changed_tasks, json, run, tempdir, Lab};
+use crate::support::{changed_tasks, json, results, run, tempdir, Lab};
 
 fn apply(lab: &Lab, report: &std::path::Path, extra: &[&str]) -> crate::support::Run {
     let mut args = vec![
@@ -40,18 +40,10 @@ const CERT_WAIT: &str = "the kubelet of a rejoining worker holds its new client 
 
 /// (host, status) of every result of `task` in the report, by host.
 fn statuses(report: &std::path::Path, task: &str) -> Vec<(String, String)> {
-    let r = json(report);
-    let mut out: Vec<(String, String)> = r["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .filter(|t| t["task"] == task)
-        .map(|t| {
-            (
-                t["host"].as_str().unwrap().to_string(),
-                t["status"].as_str().unwrap().to_string(),
-            )
-        })
+    let mut out: Vec<(String, String)> = results(&json(report))
+        .into_iter()
+        .filter(|(_, t, _)| t == task)
+        .map(|(host, _, status)| (host, status))
         .collect();
     out.sort();
     out
