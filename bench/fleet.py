@@ -118,10 +118,7 @@ class Lab:
 
     def floor(self):
         """N OpenSSH clients started at once, one per host; wall time until all exit."""
-        cmds = [["ssh", "-o", "ControlMaster=no", "-o", "KexAlgorithms=curve25519-sha256",
-                 "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
-                 "-o", "StrictHostKeyChecking=yes", "-i", f"{self.dir}/id_ed25519",
-                 "-p", "2222", f"root@{a}", "true"] for a in self.addresses]
+        cmds = [self.ssh(a, "true") for a in self.addresses]
         start = time.monotonic()
         procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                  for c in cmds]
@@ -129,6 +126,13 @@ class Lab:
             if p.wait() != 0:
                 sys.exit("floor ssh failed: " + p.stderr.read().decode())
         return time.monotonic() - start
+
+    def ssh(self, address, command):
+        """The OpenSSH client command that runs `command` on the lab host at `address`."""
+        return ["ssh", "-o", "ControlMaster=no", "-o", "KexAlgorithms=curve25519-sha256",
+                "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
+                "-o", "StrictHostKeyChecking=yes", "-i", f"{self.dir}/id_ed25519",
+                "-p", "2222", f"root@{address}", command]
 
     def apply(self, *extra, report=None):
         cmd = [self.binary, "apply", "-i", os.path.join(self.dir, "inventory.yaml"),
