@@ -179,10 +179,9 @@ fn a_command_that_hangs_past_its_timeout_fails_only_its_host() {
     let pb = out.join("pb.yaml");
     std::fs::write(
         &pb,
-        "- hosts: workers\n  tasks:\n    - name: maybe hang\n      shell: \"{{ 'sleep 30' if inventory_hostname == 'worker-02' else 'true' }}\"\n    - copy: {content: ok, dest: /etc/bsctl-hang}\n",
+        "- hosts: workers\n  tasks:\n    - name: maybe hang\n      shell: \"{{ 'sleep 30 && touch /etc/bsctl-hang-waited' if inventory_hostname == 'worker-02' else 'true' }}\"\n    - copy: {content: ok, dest: /etc/bsctl-hang}\n",
     )
     .unwrap();
-    let started = std::time::Instant::now();
     let r = run([
         "apply",
         "-i",
@@ -194,11 +193,16 @@ fn a_command_that_hangs_past_its_timeout_fails_only_its_host() {
         "json",
         &report.display().to_string(),
     ]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(25),
+    // Had the run waited for the hung command, the command would have got to its `touch`.
+    assert_eq!(
+        lab.ssh(
+            "worker-02",
+            "test -e /etc/bsctl-hang-waited && echo waited || echo gave-up"
+        ),
+        "gave-up\n",
         "the run waited for the hung command"
     );
+    assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stdout
             .contains("[worker-02] maybe hang: command timed out after 2s"),
