@@ -41,6 +41,16 @@ fn approved_and_issued(c: &Value) -> bool {
             .is_some_and(|s| !s.is_empty())
 }
 
+fn approval_reasons(c: &Value) -> Vec<String> {
+    c["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["type"] == "Approved")
+        .map(|k| k["reason"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// A PEM CSR from openssl with the given subject and subjectAltName list, base64 for spec.request.
 fn openssl_csr(subject: &str, sans: &str) -> String {
     let out = Command::new("openssl")
@@ -118,6 +128,12 @@ fn site_apply_approves_each_nodes_serving_csr_and_no_forged_one() {
             approved_and_issued(serving[0]),
             "{}",
             lab.kubectl("get csr")
+        );
+        // Approved by bootstrapctl itself, through the control plane's SSH session to the API.
+        assert_eq!(
+            approval_reasons(serving[0]),
+            ["BootstrapctlApprove"],
+            "{node}"
         );
         // The kubelet stores the issued certificate beside its client one; it polls its CSR,
         // so give it a moment after the API shows the certificate.
@@ -340,4 +356,52 @@ fn serving_certs_off_keeps_the_self_signed_pair_and_approves_nothing() {
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect();
     assert!(statuses.iter().all(|s| s == "skipped"), "{statuses:?}");
+}
+
+#[test]
+fn a_kubeconfig_only_kubectl_can_use_leaves_the_approvals_to_kubectl() {
+    let Some(lab) = Lab::cluster("serving-kubectl", 1) else {
+        return;
+    };
+    // The admin kubeconfig without its CA and with verification off: kubectl still reaches
+    // the API with it; bootstrapctl does not talk to a server it cannot verify.
+    let insecure = "/etc/kubernetes/admin-insecure.kubeconfig";
+    lab.ssh(
+        "cp-1",
+        &format!(
+            "sed -e '/certificate-authority-data:/d' -e 's/^\\( *\\)server:/\\1insecure-skip-tls-verify: true\\n\\1server:/' /etc/kubernetes/admin.kubeconfig > {insecure} && chmod 600 {insecure}"
+        ),
+    );
+    let out = tempdir("serving-kubectl");
+    let report = out.join("1.json");
+    let first = run([
+        "apply",
+        "-i",
+        &lab.inventory().display().to_string(),
+        "-e",
+        &format!("admin_kubeconfig={insecure}"),
+        "-vvv",
+        "--output",
+        "json",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(
+        first
+            .all()
+            .contains("approvals left to kubectl: /etc/kubernetes/admin-insecure.kubeconfig: the cluster sets insecure-skip-tls-verify"),
+        "{}",
+        first.all()
+    );
+    let serving: Vec<Value> = csrs(&lab)
+        .into_iter()
+        .filter(|c| c["spec"]["signerName"] == SERVING)
+        .collect();
+    assert_eq!(serving.len(), 1, "{}", lab.kubectl("get csr"));
+    assert!(
+        approved_and_issued(&serving[0]),
+        "{}",
+        lab.kubectl("get csr")
+    );
+    assert_eq!(approval_reasons(&serving[0]), ["KubectlApprove"]);
 }

@@ -330,6 +330,25 @@ pub fn apply_reporting(
     progress: &mut dyn FnMut(&str, u64, u64),
     trace: &mut dyn FnMut(&str, &str),
 ) -> Result<ExecOutput, TransportError> {
+    let rest: Vec<Op>;
+    let ops = match super::direct_api::approve(t, ops, become_, timeout, trace) {
+        super::direct_api::Outcome::NotHere | super::direct_api::Outcome::Declined => ops,
+        super::direct_api::Outcome::Done => {
+            rest = ops
+                .iter()
+                .filter(|o| !matches!(o, Op::ApproveCsr { .. }))
+                .cloned()
+                .collect();
+            &rest[..]
+        }
+        super::direct_api::Outcome::Failed(why) => {
+            return Ok(ExecOutput {
+                status: 1,
+                stdout: Vec::new(),
+                stderr: why.into_bytes(),
+            })
+        }
+    };
     let mut last = ExecOutput::default();
     if ops
         .iter()

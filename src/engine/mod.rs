@@ -3,6 +3,7 @@
 
 mod batch;
 pub mod conn;
+mod direct_api;
 pub mod executor;
 pub mod facts;
 mod flow;

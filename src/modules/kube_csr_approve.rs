@@ -203,8 +203,8 @@ fn name(csr: &Json) -> String {
 
 fn approved(csr: &Json) -> Json {
     let mut c = csr.clone();
-    let cond = json!({"type": "Approved", "status": "True", "reason": "KubectlApprove",
-        "message": "This CSR was approved by kubectl certificate approve."});
+    let cond = json!({"type": "Approved", "status": "True", "reason": "BootstrapctlApprove",
+        "message": "This CSR was approved by bootstrapctl: the node's own serving certificate request passed its checks."});
     match c["status"]["conditions"].as_array_mut() {
         Some(cs) => cs.push(cond),
         None => c["status"]["conditions"] = json!([cond]),

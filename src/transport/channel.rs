@@ -40,7 +40,7 @@ impl SshTransport {
 
     /// Wait until the socket is ready in the directions libssh2 last blocked on, or `deadline`.
     /// Returns false when the deadline has passed.
-    fn wait_socket(&self, deadline: Instant) -> bool {
+    pub(super) fn wait_socket(&self, deadline: Instant) -> bool {
         let now = Instant::now();
         if now >= deadline {
             return false;
@@ -68,7 +68,7 @@ impl SshTransport {
 
     /// Retry a non-blocking libssh2 call until it stops returning EAGAIN or `deadline` passes
     /// (`Ok(None)`).
-    fn retry<T>(
+    pub(super) fn retry<T>(
         &self,
         deadline: Instant,
         mut f: impl FnMut() -> Result<T, ssh2::Error>,

@@ -17,6 +17,7 @@ mod per_file;
 pub mod ssh;
 pub mod ssh_config;
 pub mod target;
+pub mod tunnel;
 
 use std::time::Duration;
 
@@ -164,6 +165,20 @@ pub trait Transport: Send {
 
     /// Number of round trips (exec calls) made so far on this connection.
     fn round_trips(&self) -> u64;
+
+    /// A TCP stream to `host:port` as the host reaches it (an SSH `direct-tcpip` channel), each
+    /// read and write bounded by `timeout` from now; an error when this transport has none.
+    fn tunnel(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Box<dyn tunnel::Tunnel + '_>, TransportError> {
+        let _ = timeout;
+        Err(TransportError::Other(format!(
+            "no tunnel to {host}:{port} over this connection"
+        )))
+    }
 }
 
 /// Wrap a command for `become`: `sudo -n` never prompts, so a missing NOPASSWD rule fails fast.

@@ -144,6 +144,15 @@ impl Transport for SshTransport {
     fn round_trips(&self) -> u64 {
         self.round_trips
     }
+
+    fn tunnel(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Box<dyn super::tunnel::Tunnel + '_>, TransportError> {
+        Ok(Box::new(self.open_tunnel(host, port, timeout)?))
+    }
 }
 
 /// The command line to run for `become_` when logged in as `login_user`: no sudo when the
