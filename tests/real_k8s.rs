@@ -163,6 +163,15 @@ fn shipped_site_playbook_joins_a_real_kubelet_to_a_real_control_plane() {
             .is_some_and(|s| !s.is_empty())),
         "{csrs}"
     );
+    // Approved by bootstrapctl itself, through the tunnel to the real API server.
+    assert!(
+        serving.iter().any(|c| c["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["type"] == "Approved" && k["reason"] == "BootstrapctlApprove")),
+        "{csrs}"
+    );
     // The kubelet serves 10250 with that certificate inside its own network namespace.
     let pem = lab.ssh(
         "worker-01",
