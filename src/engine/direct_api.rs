@@ -91,10 +91,16 @@ pub fn approve(
             // Nothing was answered yet: kubectl may reach what this could not.
             Err(ApiError::Connection(e)) if i == 0 => return declined(trace, e),
             Err(e) => {
+                let before: Vec<&str> = csrs[..i].iter().map(|(o, _)| o.name.as_str()).collect();
+                let made = if before.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (approved before it: {})", before.join(", "))
+                };
                 return Outcome::Failed(format!(
-                    "approving CertificateSigningRequest {} through the API: {e}",
+                    "approving CertificateSigningRequest {} through the API: {e}{made}",
                     object.name
-                ))
+                ));
             }
         }
     }
@@ -257,6 +263,23 @@ mod tests {
         )
     }
 
+    /// The server end of a TLS connection over `sock`, with `cert` and its `key`.
+    fn server_tls(
+        sock: UnixStream,
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> rustls::StreamOwned<rustls::ServerConnection, UnixStream> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    }
+
     /// A TLS server on one end of a socket pair that answers each request with the next of
     /// `answers` (status, framing, body) and returns what it was sent (request line, body).
     fn serve(
@@ -266,15 +289,7 @@ mod tests {
         answers: Vec<(u16, bool, Json)>,
     ) -> std::thread::JoinHandle<Vec<(String, Json)>> {
         std::thread::spawn(move || {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .unwrap();
-            let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, sock);
+            let mut tls = server_tls(sock, cert, key);
             let mut seen = Vec::new();
             let mut buf = Vec::new();
             for (status, chunked, body) in answers {
@@ -427,15 +442,7 @@ mod tests {
         let (_, cert, key) = pki();
         let (a, b) = UnixStream::pair().unwrap();
         let server = std::thread::spawn(move || {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
-                .unwrap();
-            let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, b);
+            let mut tls = server_tls(b, cert, key);
             let _ = tls.read(&mut [0u8; 64]);
         });
         let mut conn = client(ca, a);
