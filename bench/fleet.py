@@ -199,10 +199,19 @@ def recap(report):
     return (sum(h["changed"] for h in rep.values()), max(h["round_trips"] for h in rep.values()))
 
 
+def machine_cpu():
+    """CPU seconds the whole machine has spent busy so far (/proc/stat: all but idle and
+    iowait): the client, sshd, every lab host's processes and the stand-ins together."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def site_bench(binary, n, runs, subnet):
     """First site apply (to every Node Ready) on fresh hosts, then no-op re-runs."""
     lab = Lab(binary, n, subnet, control_planes=1)
-    floor, first, noop = [], [], []
+    floor, first, noop, first_cpu = [], [], [], []
     rss = 0
     try:
         lab.up()
@@ -212,7 +221,9 @@ def site_bench(binary, n, runs, subnet):
             if i:
                 lab.fresh()
             floor.append(lab.floor())
+            cpu = machine_cpu()
             t, r = lab.site(report)
+            first_cpu.append(machine_cpu() - cpu)
             first.append(t)
             rss = max(rss, r)
         for _ in range(runs):
@@ -221,7 +232,8 @@ def site_bench(binary, n, runs, subnet):
             noop.append(t)
             rss = max(rss, r)
         changed, trips = recap(report)
-        return {"floor": median(floor), "first": median(first), "noop": median(noop)}, \
+        return {"floor": median(floor), "first": median(first), "noop": median(noop),
+                "first_cpu": median(first_cpu)}, \
             trips, changed, rss
     finally:
         lab.down()
@@ -440,11 +452,11 @@ def main():
             print(f"\nshipped site playbook, 1 control plane + N workers ({a.runs} runs; medians "
                   "in seconds; floor of the same N + 1 hosts):")
             print(f"{'N':>5} {'floor':>7} {'first (Ready)':>14} {'ratio':>6} {'no-op':>7} "
-                  f"{'ratio':>6} {'trips/host':>10} {'RSS MiB':>8}")
+                  f"{'ratio':>6} {'trips/host':>10} {'RSS MiB':>8} {'CPU s first':>11}")
         rows, trips, changed, rss = site_bench(a.binary, n, a.runs, a.subnet_base + 8 + i)
         f = rows["floor"]
         print(f"{n:>5} {f:7.2f} {rows['first']:14.2f} {rows['first']/f:6.2f} {rows['noop']:7.2f} "
-              f"{rows['noop']/f:6.2f} {trips:>10} {rss/1024:8.1f}"
+              f"{rows['noop']/f:6.2f} {trips:>10} {rss/1024:8.1f} {rows['first_cpu']:11.1f}"
               + ("" if changed == 0 else f"  (no-op run changed {changed}!)"))
         sys.stdout.flush()
     for i, n in enumerate(a.compare or []):
