@@ -84,8 +84,13 @@ fn resolve(path: &str, dir: &str) -> String {
 
 /// The kubeconfig at `path` (for its relative file names), with text `yaml`.
 pub fn access(yaml: &str, path: &str) -> Result<Access, Declined> {
-    let doc: Value =
-        serde_yaml::from_str(yaml).map_err(|e| declined(format!("not a kubeconfig: {e}")))?;
+    // The parser's message may quote the text, and a kubeconfig holds keys: only where.
+    let doc: Value = serde_yaml::from_str(yaml).map_err(|e| {
+        declined(match e.location() {
+            Some(l) => format!("not YAML (line {}, column {})", l.line(), l.column()),
+            None => "not YAML".to_string(),
+        })
+    })?;
     let dir = match path.rfind('/') {
         Some(0) => "/",
         Some(i) => &path[..i],
@@ -253,6 +258,11 @@ users:
                 "no context \"gone\"",
             ),
         ];
+        let broken = "users:\n- user: {client-key-data: S0VZ\n";
+        assert_eq!(
+            access(broken, "/k").unwrap_err().0,
+            "not YAML (line 3, column 1)"
+        );
         for (k, why) in cases {
             let e = access(&k, "/k").unwrap_err();
             assert!(e.0.contains(why), "{e} (wanted {why})");
