@@ -405,3 +405,68 @@ fn a_kubeconfig_only_kubectl_can_use_leaves_the_approvals_to_kubectl() {
     );
     assert_eq!(approval_reasons(&serving[0]), ["KubectlApprove"]);
 }
+
+#[test]
+fn an_approval_the_api_refuses_fails_the_task_with_its_message_and_leaves_the_csr_pending() {
+    let Some(lab) = Lab::cluster("serving-refused", 1) else {
+        return;
+    };
+    let out = tempdir("serving-refused");
+    let first = apply(&lab, &out.join("1.json"));
+    assert_eq!(first.code, 0, "{}", first.all());
+
+    // A user who may read CSRs and write their approval subresource, but may not approve for
+    // the kubelet-serving signer: its kubeconfig names its certificate and key as files.
+    lab.ssh(
+        "cp-1",
+        "cd /etc/kubernetes && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout reader.key -subj /CN=csr-reader -out reader.csr 2>/dev/null && \
+         printf 'basicConstraints=CA:FALSE\\nkeyUsage=digitalSignature\\nextendedKeyUsage=clientAuth\\n' > reader.ext && \
+         openssl x509 -req -in reader.csr -CA pki/ca.crt -CAkey pki/ca.key -set_serial 4242 -days 1 -extfile reader.ext -out reader.crt 2>/dev/null && \
+         k='kubectl config --kubeconfig reader.kubeconfig' && \
+         $k set-cluster k --server=\"$(sed -n 's/^ *server: //p' admin.kubeconfig)\" --certificate-authority=/etc/kubernetes/pki/ca.crt --embed-certs=true >/dev/null && \
+         $k set-credentials r --client-certificate=/etc/kubernetes/reader.crt --client-key=/etc/kubernetes/reader.key >/dev/null && \
+         $k set-context c --cluster=k --user=r >/dev/null && $k use-context c >/dev/null",
+    );
+    let rbac = out.join("rbac.yaml");
+    std::fs::write(
+        &rbac,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: csr-reader}\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [get, list, watch]\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests/approval]\n  verbs: [update]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: csr-reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: csr-reader}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: csr-reader}\n",
+    )
+    .unwrap();
+    lab.kubectl(&format!("apply -f {}", rbac.display()));
+
+    let (_, addr) = lab.hosts.iter().find(|(n, _)| n == "worker-01").unwrap();
+    let request = openssl_csr(
+        "/O=system:nodes/CN=system:node:worker-01",
+        &format!("DNS:worker-01,IP:{addr}"),
+    );
+    create_as_node(&lab, "worker-01", "renewal-refused", &request);
+    let playbook = out.join("approve.yaml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: worker-01\n  gather_facts: false\n  tasks:\n    - name: serving certificate approved\n      kube_csr_approve:\n        node: worker-01\n        addresses: [worker-01, '{addr}']\n        kubeconfig: /etc/kubernetes/reader.kubeconfig\n      delegate_to: cp-1\n"
+        ),
+    )
+    .unwrap();
+    let refused = run([
+        "apply",
+        "-i",
+        &lab.inventory().display().to_string(),
+        &playbook.display().to_string(),
+    ]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    let all = refused.all();
+    eprintln!("the refused run:\n{all}");
+    assert!(
+        all.contains("failed: [worker-01] serving certificate approved: approving CertificateSigningRequest renewal-refused through the API: 403: "),
+        "{all}"
+    );
+    assert!(all.contains("kubernetes.io/kubelet-serving"), "{all}");
+    let renewal = csrs(&lab)
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "renewal-refused")
+        .unwrap();
+    assert!(approval_reasons(&renewal).is_empty(), "{renewal}");
+}

@@ -341,13 +341,8 @@ pub fn apply_reporting(
                 .collect();
             &rest[..]
         }
-        super::direct_api::Outcome::Failed(why) => {
-            return Ok(ExecOutput {
-                status: 1,
-                stdout: Vec::new(),
-                stderr: why.into_bytes(),
-            })
-        }
+        // The API's refusal, as it said it: no process ran to give an exit status.
+        super::direct_api::Outcome::Failed(why) => return Err(TransportError::Other(why)),
     };
     let mut last = ExecOutput::default();
     if ops
