@@ -20,6 +20,9 @@ use crate::transport::{Become, Transport};
 const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 /// Tries of one approval that meets a conflict (the CSR changed since it was read).
 const CONFLICT_TRIES: usize = 3;
+/// Approvals sent before their answers are read: one round trip through the tunnel for
+/// each window rather than for each CSR, and never more unanswered requests than this.
+const WINDOW: usize = 16;
 
 pub enum Outcome {
     /// No approvals, or approvals beside other cluster changes: the script does them all.
@@ -85,21 +88,25 @@ pub fn approve(
         Ok(c) => c,
         Err(e) => return declined(trace, e.to_string()),
     };
-    for (i, (object, approved)) in csrs.iter().enumerate() {
-        match approve_one(&mut conn, &object.name, approved) {
-            Ok(()) => {}
-            // Nothing was answered yet: kubectl may reach what this could not.
-            Err(ApiError::Connection(e)) if i == 0 => return declined(trace, e),
-            Err(e) => {
-                let before: Vec<&str> = csrs[..i].iter().map(|(o, _)| o.name.as_str()).collect();
-                let made = if before.is_empty() {
+    let mut made: Vec<&str> = Vec::new();
+    for window in csrs.chunks(WINDOW) {
+        let names: Vec<&str> = window.iter().map(|(o, _)| o.name.as_str()).collect();
+        let approved: Vec<&Json> = window.iter().map(|(_, a)| *a).collect();
+        let (ok, error) = approve_window(&mut conn, &names, &approved);
+        made.extend(names.iter().zip(&ok).filter(|(_, m)| **m).map(|(n, _)| *n));
+        match error {
+            None => {}
+            // Nothing was answered: kubectl may reach what this could not.
+            Some((0, ApiError::Connection(e))) if made.is_empty() => return declined(trace, e),
+            Some((i, e)) => {
+                let made = if made.is_empty() {
                     String::new()
                 } else {
-                    format!(" (approved before it: {})", before.join(", "))
+                    format!(" (approved in this run: {})", made.join(", "))
                 };
                 return Outcome::Failed(format!(
                     "approving CertificateSigningRequest {} through the API: {e}{made}",
-                    object.name
+                    names[i]
                 ));
             }
         }
@@ -182,37 +189,102 @@ fn has_condition(csr: &Json, kind: &str) -> bool {
     })
 }
 
-/// The Approved condition on one CSR, written to its `approval` subresource against the
-/// version that was read; on a conflict the CSR is read again and, still undecided, tried
-/// again (as kubectl does).
-fn approve_one<S: std::io::Read + std::io::Write>(
-    conn: &mut ApiConn<S>,
-    name: &str,
-    approved: &Json,
-) -> Result<(), ApiError> {
-    if name.is_empty()
-        || !name
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    if !name.is_empty()
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c))
     {
-        return Err(ApiError::Protocol(format!("CSR name {name:?}")));
+        Ok(())
+    } else {
+        Err(ApiError::Protocol(format!("CSR name {name:?}")))
     }
+}
+
+/// The planned CSR with its Approved condition stamped now, as the approval's body.
+fn approval_body(approved: &Json) -> (Json, Json) {
     let cond = condition(approved);
     let mut body = approved.clone();
     body["apiVersion"] = json!("certificates.k8s.io/v1");
     body["kind"] = json!("CertificateSigningRequest");
-    if let Some(cs) = body["status"]["conditions"].as_array_mut() {
-        if let Some(last) = cs.last_mut() {
-            *last = cond.clone();
+    if let Some(last) = body["status"]["conditions"]
+        .as_array_mut()
+        .and_then(|cs| cs.last_mut())
+    {
+        *last = cond.clone();
+    }
+    (body, cond)
+}
+
+/// The Approved condition on each CSR, written to its `approval` subresource against the
+/// version that was read: all sent, then all answers read, in order. A conflict (the CSR
+/// changed since it was read) reads that CSR again, once every answer is in, and, still
+/// undecided, tries again, as kubectl does. Returns which of `names` were approved, and the
+/// error of the first one that was not, if any, with its index.
+fn approve_window<S: std::io::Read + std::io::Write>(
+    conn: &mut ApiConn<S>,
+    names: &[&str],
+    approved: &[&Json],
+) -> (Vec<bool>, Option<(usize, ApiError)>) {
+    let mut made = vec![false; names.len()];
+    let mut conds = Vec::with_capacity(names.len());
+    let mut error = None;
+    for (name, approved) in names.iter().zip(approved) {
+        let (body, cond) = approval_body(approved);
+        let sent = valid_name(name).and_then(|()| {
+            let bytes = serde_json::to_vec(&body).expect("JSON");
+            conn.send("PUT", &approval_path(name), Some(&bytes))
+        });
+        if let Err(e) = sent {
+            error = Some((conds.len(), e));
+            break;
+        }
+        conds.push(cond);
+    }
+    let mut conflicts = Vec::new();
+    for (i, m) in made.iter_mut().enumerate().take(conds.len()) {
+        match conn.receive() {
+            Ok(r) if r.status == 409 => conflicts.push(i),
+            Ok(r) => match r.success() {
+                Ok(_) => *m = true,
+                Err(e) => keep_first(&mut error, i, e),
+            },
+            Err(e) => {
+                // The connection broke: the later answers are not known.
+                keep_first(&mut error, i, e);
+                return (made, error);
+            }
         }
     }
-    for _ in 0..CONFLICT_TRIES {
-        let bytes = serde_json::to_vec(&body).expect("JSON");
-        let r = conn.request("PUT", &approval_path(name), Some(&bytes))?;
-        if r.status != 409 {
-            r.success()?;
-            return Ok(());
+    for i in conflicts {
+        match after_conflict(conn, names[i], &conds[i]) {
+            Ok(()) => made[i] = true,
+            Err(e) => {
+                let broken = matches!(e, ApiError::Connection(_));
+                keep_first(&mut error, i, e);
+                if broken {
+                    break;
+                }
+            }
         }
+    }
+    (made, error)
+}
+
+fn keep_first(error: &mut Option<(usize, ApiError)>, i: usize, e: ApiError) {
+    if error.as_ref().is_none_or(|(at, _)| i < *at) {
+        *error = Some((i, e));
+    }
+}
+
+/// One CSR whose approval met a conflict: read again; approved meanwhile is done, denied or
+/// failed meanwhile is refused, else approved at the version read (a few times at most).
+fn after_conflict<S: std::io::Read + std::io::Write>(
+    conn: &mut ApiConn<S>,
+    name: &str,
+    cond: &Json,
+) -> Result<(), ApiError> {
+    for _ in 1..CONFLICT_TRIES {
         let current = conn
             .request("GET", &format!("{CSR_PATH}/{name}"), None)?
             .success()?
@@ -226,7 +298,12 @@ fn approve_one<S: std::io::Read + std::io::Write>(
                 message: "the CSR was denied or failed meanwhile".into(),
             });
         }
-        body = with_condition(current, &cond);
+        let body = serde_json::to_vec(&with_condition(current, cond)).expect("JSON");
+        let r = conn.request("PUT", &approval_path(name), Some(&body))?;
+        if r.status != 409 {
+            r.success()?;
+            return Ok(());
+        }
     }
     Err(ApiError::Status {
         code: 409,
@@ -280,46 +357,70 @@ mod tests {
         rustls::StreamOwned::new(conn, sock)
     }
 
+    /// The next request's line and JSON body, read through `buf`.
+    fn read_request(
+        tls: &mut rustls::StreamOwned<rustls::ServerConnection, UnixStream>,
+        buf: &mut Vec<u8>,
+    ) -> (String, Json) {
+        let (line, len, used) = loop {
+            let mut h = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Request::new(&mut h);
+            if let httparse::Status::Complete(used) = r.parse(buf).unwrap() {
+                let len = r
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                    .unwrap_or(0usize);
+                break (
+                    format!("{} {}", r.method.unwrap(), r.path.unwrap()),
+                    len,
+                    used,
+                );
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        while buf.len() < used + len {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let sent = serde_json::from_slice(&buf[used..used + len]).unwrap_or(Json::Null);
+        buf.drain(..used + len);
+        (line, sent)
+    }
+
     /// A TLS server on one end of a socket pair that answers each request with the next of
-    /// `answers` (status, framing, body) and returns what it was sent (request line, body).
+    /// `answers` (status, framing, body) and returns what it was sent (request line, body);
+    /// it reads the first `upfront` requests before it answers any.
     fn serve(
         sock: UnixStream,
         cert: CertificateDer<'static>,
         key: PrivateKeyDer<'static>,
         answers: Vec<(u16, bool, Json)>,
+        upfront: usize,
     ) -> std::thread::JoinHandle<Vec<(String, Json)>> {
         std::thread::spawn(move || {
             let mut tls = server_tls(sock, cert, key);
             let mut seen = Vec::new();
             let mut buf = Vec::new();
+            // A client that waited for each answer before its next request would leave the
+            // first read of `upfront` requests waiting: the read times out and the test fails.
+            tls.sock
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut queued = std::collections::VecDeque::new();
+            for _ in 0..upfront {
+                queued.push_back(read_request(&mut tls, &mut buf));
+            }
             for (status, chunked, body) in answers {
-                let (line, len, used) = loop {
-                    let mut h = [httparse::EMPTY_HEADER; 32];
-                    let mut r = httparse::Request::new(&mut h);
-                    if let httparse::Status::Complete(used) = r.parse(&buf).unwrap() {
-                        let len = r
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                            .unwrap_or(0usize);
-                        break (
-                            format!("{} {}", r.method.unwrap(), r.path.unwrap()),
-                            len,
-                            used,
-                        );
-                    }
-                    let mut chunk = [0u8; 4096];
-                    let n = tls.read(&mut chunk).unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                };
-                while buf.len() < used + len {
-                    let mut chunk = [0u8; 4096];
-                    let n = tls.read(&mut chunk).unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let sent = serde_json::from_slice(&buf[used..used + len]).unwrap_or(Json::Null);
-                buf.drain(..used + len);
+                let (line, sent) = queued
+                    .pop_front()
+                    .unwrap_or_else(|| read_request(&mut tls, &mut buf));
                 seen.push((line, sent));
                 let body = body.to_string();
                 let answer = if chunked {
@@ -352,19 +453,22 @@ mod tests {
         ApiConn::new(sock, &creds, config).unwrap()
     }
 
-    fn pending(rv: &str) -> Json {
-        json!({"metadata": {"name": "csr-1", "resourceVersion": rv}, "spec": {"signerName": "kubernetes.io/kubelet-serving"}, "status": {}})
+    fn pending(name: &str, rv: &str) -> Json {
+        json!({"metadata": {"name": name, "resourceVersion": rv}, "spec": {"signerName": "kubernetes.io/kubelet-serving"}, "status": {}})
     }
 
-    fn planned() -> Json {
-        let mut c = pending("7");
+    fn planned(name: &str) -> Json {
+        let mut c = pending(name, "7");
         c["status"]["conditions"] =
             json!([{"type": "Approved", "status": "True", "reason": "BootstrapctlApprove"}]);
         c
     }
 
+    const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
     #[test]
-    fn a_conflict_reads_the_csr_again_and_approves_the_version_read() {
+    fn a_window_is_sent_before_its_answers_are_read_and_a_conflict_approves_the_version_read_again()
+    {
         let (ca, cert, key) = pki();
         let (a, b) = UnixStream::pair().unwrap();
         let server = serve(
@@ -372,29 +476,36 @@ mod tests {
             cert,
             key,
             vec![
+                (200, true, planned("csr-1")),
                 (
                     409,
                     false,
                     json!({"kind": "Status", "message": "the object has been modified"}),
                 ),
-                (200, true, pending("9")),
-                (200, true, planned()),
+                (200, true, pending("csr-2", "9")),
+                (200, true, planned("csr-2")),
             ],
+            2,
         );
         let mut conn = client(ca, a);
-        approve_one(&mut conn, "csr-1", &planned()).unwrap();
+        let (p1, p2) = (planned("csr-1"), planned("csr-2"));
+        let (made, error) = approve_window(&mut conn, &["csr-1", "csr-2"], &[&p1, &p2]);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(made, [true, true]);
+        drop(conn);
         let seen = server.join().unwrap();
         let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(
             lines,
             [
-                "PUT /apis/certificates.k8s.io/v1/certificatesigningrequests/csr-1/approval",
-                "GET /apis/certificates.k8s.io/v1/certificatesigningrequests/csr-1",
-                "PUT /apis/certificates.k8s.io/v1/certificatesigningrequests/csr-1/approval",
+                format!("PUT {CSRS}/csr-1/approval"),
+                format!("PUT {CSRS}/csr-2/approval"),
+                format!("GET {CSRS}/csr-2"),
+                format!("PUT {CSRS}/csr-2/approval"),
             ]
         );
-        assert_eq!(seen[0].1["metadata"]["resourceVersion"], "7");
-        let last = &seen[2].1;
+        assert_eq!(seen[1].1["metadata"]["resourceVersion"], "7");
+        let last = &seen[3].1;
         assert_eq!(last["metadata"]["resourceVersion"], "9");
         assert_eq!(last["kind"], "CertificateSigningRequest");
         let conds = last["status"]["conditions"].as_array().unwrap();
@@ -406,10 +517,11 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_its_status_and_message_and_a_denied_csr_is_not_approved() {
+    fn a_refusal_is_its_status_and_message_the_others_answered_still_count_and_a_denied_csr_is_not_approved(
+    ) {
         let (ca, cert, key) = pki();
         let (a, b) = UnixStream::pair().unwrap();
-        let mut denied = pending("9");
+        let mut denied = pending("csr-3", "9");
         denied["status"]["conditions"] = json!([{"type": "Denied", "status": "True"}]);
         let server = serve(
             b,
@@ -421,23 +533,32 @@ mod tests {
                     true,
                     json!({"kind": "Status", "message": "cannot update certificatesigningrequests/approval"}),
                 ),
+                (200, false, planned("csr-2")),
                 (409, false, json!({"kind": "Status"})),
                 (200, false, denied),
             ],
+            2,
         );
         let mut conn = client(ca, a);
-        let e = approve_one(&mut conn, "csr-1", &planned()).unwrap_err();
+        let (p1, p2, p3) = (planned("csr-1"), planned("csr-2"), planned("csr-3"));
+        let (made, error) = approve_window(&mut conn, &["csr-1", "csr-2"], &[&p1, &p2]);
+        assert_eq!(made, [false, true]);
+        let (at, e) = error.unwrap();
+        assert_eq!(at, 0);
         assert_eq!(
             e.to_string(),
             "403: cannot update certificatesigningrequests/approval"
         );
-        let e = approve_one(&mut conn, "csr-1", &planned()).unwrap_err();
+        let (made, error) = approve_window(&mut conn, &["csr-3"], &[&p3]);
+        assert_eq!(made, [false]);
+        let e = error.unwrap().1;
         assert!(e.to_string().contains("denied or failed meanwhile"), "{e}");
-        assert_eq!(server.join().unwrap().len(), 3);
+        drop(conn);
+        assert_eq!(server.join().unwrap().len(), 4);
     }
 
     #[test]
-    fn a_server_the_ca_did_not_sign_is_a_connection_error() {
+    fn a_server_the_ca_did_not_sign_is_a_connection_error_of_the_first() {
         let (ca, _, _) = pki();
         let (_, cert, key) = pki();
         let (a, b) = UnixStream::pair().unwrap();
@@ -446,8 +567,11 @@ mod tests {
             let _ = tls.read(&mut [0u8; 64]);
         });
         let mut conn = client(ca, a);
-        let e = approve_one(&mut conn, "csr-1", &planned()).unwrap_err();
-        assert!(matches!(e, ApiError::Connection(_)), "{e}");
+        let p = planned("csr-1");
+        let (made, error) = approve_window(&mut conn, &["csr-1"], &[&p]);
+        assert_eq!(made, [false]);
+        let (at, e) = error.unwrap();
+        assert!(at == 0 && matches!(e, ApiError::Connection(_)), "{e}");
         server.join().unwrap();
     }
 }

@@ -153,6 +153,15 @@ impl<S: Read + Write> ApiConn<S> {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ApiError> {
+        self.send(method, path, body)?;
+        self.receive()
+    }
+
+    /// Send a request without waiting for its answer: requests sent one after another are
+    /// answered in order (HTTP/1.1 pipelining), each by one [`ApiConn::receive`]. Not for
+    /// HEAD, whose answer has no body to tell where it ends.
+    pub fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(), ApiError> {
+        debug_assert_ne!(method, "HEAD");
         if self.closed {
             return Err(ApiError::Connection(
                 "the server closed the connection".into(),
@@ -176,8 +185,12 @@ impl<S: Read + Write> ApiConn<S> {
         let mut out = head.into_bytes();
         out.extend_from_slice(body.unwrap_or_default());
         self.tls.write_all(&out).map_err(io_error)?;
-        self.tls.flush().map_err(io_error)?;
-        self.read_response(method == "HEAD")
+        self.tls.flush().map_err(io_error)
+    }
+
+    /// The answer to the oldest request not yet answered.
+    pub fn receive(&mut self) -> Result<Response, ApiError> {
+        self.read_response()
     }
 
     /// Read more bytes into `buf`; false at the end of the stream.
@@ -201,7 +214,7 @@ impl<S: Read + Write> ApiConn<S> {
         Ok(())
     }
 
-    fn read_response(&mut self, head_only: bool) -> Result<Response, ApiError> {
+    fn read_response(&mut self) -> Result<Response, ApiError> {
         let (status, framing, close, used) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut r = httparse::Response::new(&mut headers);
@@ -216,7 +229,7 @@ impl<S: Read + Write> ApiConn<S> {
                     };
                     let close =
                         header("connection").is_some_and(|v| v == "close") || r.version == Some(0);
-                    let framing = if head_only || status == 204 || status == 304 {
+                    let framing = if status == 204 || status == 304 {
                         Framing::Length(0)
                     } else if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
                         Framing::Chunked

@@ -209,10 +209,15 @@ where
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| c.to_vec());
+    // One reader for the connection's life: a client may send its next requests before the
+    // answer to the first (pipelining, which Go's server also serves, one after another), and
+    // what the reader holds of them must not be lost between requests.
+    let mut reader = BufReader::new(tls);
     loop {
-        let Some(mut req) = read_request(&mut tls)? else {
+        let Some(mut req) = read_request(&mut reader)? else {
             return Ok(());
         };
+        let tls = reader.get_mut();
         req.client_cert = client_cert.clone();
         req.remote = remote.clone();
         let close = req
@@ -248,7 +253,7 @@ where
                 tls.write_all(head.as_bytes())?;
                 tls.flush()?;
                 let mut w = ChunkWriter {
-                    out: &mut tls,
+                    out: tls,
                     broken: false,
                 };
                 run(&mut w);
@@ -269,8 +274,7 @@ where
 
 const MAX_BODY: usize = 8 << 20;
 
-fn read_request(tls: &mut Tls) -> std::io::Result<Option<Request>> {
-    let mut reader = BufReader::new(tls);
+fn read_request(reader: &mut BufReader<Tls>) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     // Skip empty lines between requests.
     loop {
@@ -338,13 +342,6 @@ fn read_request(tls: &mut Tls) -> std::io::Result<Option<Request>> {
         }
         body.resize(n, 0);
         reader.read_exact(&mut body)?;
-    }
-    // BufReader may have buffered nothing beyond this request: HTTP/1.1 clients do not pipeline
-    // (Go's transport never does), so dropping it loses no bytes.
-    if !reader.buffer().is_empty() {
-        return Err(std::io::Error::other(
-            "pipelined requests are not supported",
-        ));
     }
     let (path, qs) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
