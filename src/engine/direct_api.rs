@@ -12,6 +12,7 @@ use serde_json::{json, Value as Json};
 
 use crate::hoststate::{Cluster, ObjectRef};
 use crate::k8s::api::{ApiConn, ApiError, Auth, Credentials};
+use crate::k8s::csr::Standing;
 use crate::k8s::kubeconfig::{self, Source, UserAuth};
 use crate::plan::Op;
 use crate::shell::quote as sh_quote;
@@ -63,11 +64,10 @@ pub fn approve(
         return Outcome::NotHere;
     };
     let cluster = &csrs[0].0.cluster;
-    let creds = match credentials(t, cluster, become_, timeout) {
+    let (host, port, creds) = match credentials(t, cluster, become_, timeout) {
         Ok(c) => c,
         Err(why) => return declined(trace, why),
     };
-    let (host, port, creds) = creds;
     let config = match crate::k8s::api::tls_config(&creds) {
         Ok(c) => c,
         Err(e) => return declined(trace, e.to_string()),
@@ -182,13 +182,6 @@ fn with_condition(mut csr: Json, cond: &Json) -> Json {
     csr
 }
 
-fn has_condition(csr: &Json, kind: &str) -> bool {
-    csr["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == kind && c["status"] == "True")
-    })
-}
-
 fn valid_name(name: &str) -> Result<(), ApiError> {
     if !name.is_empty()
         && name
@@ -204,16 +197,11 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
 /// The planned CSR with its Approved condition stamped now, as the approval's body.
 fn approval_body(approved: &Json) -> (Json, Json) {
     let cond = condition(approved);
-    let mut body = approved.clone();
-    body["apiVersion"] = json!("certificates.k8s.io/v1");
-    body["kind"] = json!("CertificateSigningRequest");
-    if let Some(last) = body["status"]["conditions"]
-        .as_array_mut()
-        .and_then(|cs| cs.last_mut())
-    {
-        *last = cond.clone();
+    let mut as_read = approved.clone();
+    if let Some(cs) = as_read["status"]["conditions"].as_array_mut() {
+        cs.pop();
     }
-    (body, cond)
+    (with_condition(as_read, &cond), cond)
 }
 
 /// The Approved condition on each CSR, written to its `approval` subresource against the
@@ -289,14 +277,15 @@ fn after_conflict<S: std::io::Read + std::io::Write>(
             .request("GET", &format!("{CSR_PATH}/{name}"), None)?
             .success()?
             .json()?;
-        if has_condition(&current, "Approved") {
-            return Ok(());
-        }
-        if has_condition(&current, "Denied") || has_condition(&current, "Failed") {
-            return Err(ApiError::Status {
-                code: 409,
-                message: "the CSR was denied or failed meanwhile".into(),
-            });
+        match crate::k8s::csr::standing(&current) {
+            Standing::Approved | Standing::Issued => return Ok(()),
+            Standing::Denied | Standing::Failed => {
+                return Err(ApiError::Status {
+                    code: 409,
+                    message: "the CSR was denied or failed meanwhile".into(),
+                })
+            }
+            Standing::Pending => {}
         }
         let body = serde_json::to_vec(&with_condition(current, cond)).expect("JSON");
         let r = conn.request("PUT", &approval_path(name), Some(&body))?;

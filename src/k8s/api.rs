@@ -188,11 +188,6 @@ impl<S: Read + Write> ApiConn<S> {
         self.tls.flush().map_err(io_error)
     }
 
-    /// The answer to the oldest request not yet answered.
-    pub fn receive(&mut self) -> Result<Response, ApiError> {
-        self.read_response()
-    }
-
     /// Read more bytes into `buf`; false at the end of the stream.
     fn fill(&mut self) -> Result<bool, ApiError> {
         let mut chunk = [0u8; 16 * 1024];
@@ -214,7 +209,8 @@ impl<S: Read + Write> ApiConn<S> {
         Ok(())
     }
 
-    fn read_response(&mut self) -> Result<Response, ApiError> {
+    /// The answer to the oldest request not yet answered.
+    pub fn receive(&mut self) -> Result<Response, ApiError> {
         let (status, framing, close, used) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut r = httparse::Response::new(&mut headers);
